@@ -1,0 +1,1 @@
+"""Medical Segmentation Decathlon: task table, submission builder/validator, whole-task pipeline, demo."""

@@ -1,0 +1,1 @@
+"""The Decathlon leaderboard's metrics (Dice, Normalised Surface Distance) computed locally."""

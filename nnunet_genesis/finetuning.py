@@ -1,0 +1,53 @@
+"""The fine-tuning schedule of nnUNetTrainerV2_Genesis, as plain functions.
+
+Warm-up: for the first ``warmup_epochs`` epochs the transferred parameters learn at
+``warmup_lr_scale`` × the learning rate (default 0: frozen) while the freshly initialised ones
+(the segmentation heads, and any stage the pretrained network did not have) learn at the full
+rate. Then every parameter follows nnU-Net's poly schedule.
+
+Why: the segmentation heads start random, and at nnU-Net's initial learning rate (0.01,
+momentum 0.99) their first gradients flow back into, and scramble, the pretrained features.
+Letting the heads settle first keeps what pretraining learned. It is done with two optimizer
+parameter groups rather than ``requires_grad=False`` so that DistributedDataParallel, which
+only registers parameters that require gradients when it wraps the network, keeps syncing all
+of them after the warm-up.
+"""
+from typing import Dict, Iterable, List, Sequence
+
+
+FRESH, TRANSFERRED = "fresh", "transferred"
+
+
+def warmup_lr_scale(epoch: int, warmup_epochs: int, scale_during_warmup: float) -> float:
+    """Learning-rate factor of the transferred parameters at ``epoch`` (0-based):
+    ``scale_during_warmup`` while epoch < warmup_epochs, else 1."""
+    return float(scale_during_warmup) if epoch < warmup_epochs else 1.0
+
+
+def parameter_groups(named_parameters: Iterable, transferred_names: Sequence[str]) -> List[Dict]:
+    """Split ``network.named_parameters()`` into [fresh, transferred] optimizer groups.
+
+    Group 0 stays the fresh one because nnU-Net's ``maybe_update_lr`` writes the poly learning
+    rate into ``param_groups[0]``. Each group records its parameter names, so a resumed
+    training (``-c``) can rebuild the same groups before loading the optimizer state.
+    A group with no parameters is left out.
+    """
+    transferred = set(transferred_names)
+    named = list(named_parameters)
+    groups = []
+    for role in (FRESH, TRANSFERRED):
+        members = [(n, p) for n, p in named if (n in transferred) == (role == TRANSFERRED)]
+        if members:
+            groups.append({"params": [p for _, p in members], "genesis_role": role,
+                           "genesis_param_names": [n for n, _ in members]})
+    return groups
+
+
+def transferred_names_from_optimizer_state(optimizer_state_dict) -> List[str]:
+    """The transferred parameter names recorded in a saved optimizer state ([] if none)."""
+    if not optimizer_state_dict:
+        return []
+    for group in optimizer_state_dict.get("param_groups", []):
+        if group.get("genesis_role") == TRANSFERRED:
+            return list(group.get("genesis_param_names", []))
+    return []

@@ -1,0 +1,9 @@
+"""Our trainers, found by the stock nnUNet_* commands through nnunet_genesis.integration.
+
+Every class here is a thin nnUNetTrainerV2 (or _DDP) subclass; the logic lives in plain modules
+(transfer.py, finetuning.py, transforms.py, pretraining.py) that tests call without training.
+"""
+from nnunet_genesis.trainers.genesis_finetune import (nnUNetTrainerV2_Genesis, nnUNetTrainerV2_Genesis_DDP,
+                                                      nnUNetTrainerV2_GenesisEncoder)
+
+__all__ = ["nnUNetTrainerV2_Genesis", "nnUNetTrainerV2_GenesisEncoder", "nnUNetTrainerV2_Genesis_DDP"]

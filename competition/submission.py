@@ -1,0 +1,527 @@
+"""Medical Segmentation Decathlon leaderboard submission: validate prediction folders, then pack one zip.
+
+A submission is one zip holding, for each task, a folder named as the Decathlon names the task
+(``Task04_Hippocampus``) with one label map per test image, named like the image
+(``Task04_Hippocampus/hippocampus_267.nii.gz``). The test images of a task are the ``test`` list of
+its ``dataset.json`` in the Decathlon download (DECATHLON_ROOT/TaskXX_Name/dataset.json).
+
+Prediction folders under PRED_ROOT may be named as the Decathlon (``Task04_Hippocampus``) or as
+nnU-Net names the converted task (``Task004_Hippocampus``); both at once is ambiguous and refused.
+
+Every rule is checked and every problem collected before anything is written, so one run lists all
+faults. A problem names the file (or folder) and the fault. The rules, per selected task:
+
+* the prediction folder exists (a task without predictions scores 0 on the leaderboard; without
+  ``tasks`` all ten are expected, with ``tasks`` only those, and a warning names the rest);
+* the Decathlon ``dataset.json`` is readable and lists its test images, and each of them exists in
+  ``imagesTs`` (the geometry reference);
+* one prediction per test image, named exactly like it; no other file or folder in the prediction
+  folder (an extra is an error: a misnamed case is easier to spot that way). Tolerated, with a
+  warning, are the by-products ``nnUNet_predict`` itself writes there: ``plans.pkl`` and, with
+  ``--save_npz``, ``<case>.npz`` / ``<case>.pkl`` of a test case. They never go into the zip;
+* a ``.gz`` prediction really is gzip-compressed (SimpleITK reads a mislabelled plain file,
+  nibabel and gzip do not);
+* header checks (header only, no voxel data is read): a 3-D scalar image with an integer pixel type,
+  on the grid of the test image: same size, and spacing, origin and direction equal within
+  ``GEOMETRY_TOLERANCE``. Test images of BrainTumour and Prostate are 4-D (x, y, z, modality):
+  the prediction is compared with their first three dimensions;
+* voxel check: every label value is in the task's label set (``competition.msd``).
+
+Float label maps are refused even when all their values are integral: nnU-Net writes uint8, and a
+float file almost always means probabilities or an interpolated resampling were saved by mistake;
+casting a real label map is one line for the user, guessing is not safe for us.
+
+The zip stores every file byte-identical to its prediction, uncompressed (ZIP_STORED): a ``.nii.gz``
+is already deflate-compressed, deflating it again gains nothing and costs time. It is written to a
+temporary file beside the target, its CRCs checked, then moved into place with ``os.replace`` so a
+reader never sees half a zip. Predictions are only ever read.
+"""
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+from tqdm import tqdm
+
+from competition.msd import MSD_TASKS, MSDTask, find_msd_task
+
+# Spacing, origin and direction of a prediction count as equal to the test image's when
+# |prediction - image| <= GEOMETRY_TOLERANCE * (1 + |image|) per component (numpy.isclose with
+# rtol = atol = 1e-4). NIfTI stores these as float32 (relative precision ~6e-8) and quaternion
+# round trips add ~1e-7, so 1e-4 passes honest copies; it is still far below any real resampling
+# error (origin 200 mm -> 0.02 mm, a tiny fraction of a voxel).
+GEOMETRY_TOLERANCE = 1e-4
+
+INTEGER_PIXEL_IDS = frozenset([sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16,
+                               sitk.sitkUInt32, sitk.sitkInt32, sitk.sitkUInt64, sitk.sitkInt64])
+
+# What nnUNet_predict leaves in its output folder besides the label maps (see module docstring).
+NNUNET_PLANS_FILE = "plans.pkl"
+NNUNET_SOFTMAX_SUFFIXES = (".npz", ".pkl")
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class SubmissionError(Exception):
+    """The submission is invalid; ``.result`` holds every problem and the per-task summary."""
+
+    def __init__(self, result: "ValidationResult"):
+        self.result = result
+        super().__init__(result.format_problems())
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One fault of the submission: ``where`` is the file or folder (or option) at fault."""
+    where: str
+    fault: str
+    task: Optional[str] = None     # the Decathlon task name, None for problems of the whole run
+
+    def __str__(self):
+        return "%s: %s" % (self.where, self.fault)
+
+
+@dataclass
+class TaskSummary:
+    """One row of the summary table. ``expected`` is None when the test list could not be read."""
+    task: str
+    expected: Optional[int]
+    found: int
+    problems: int
+    status: str                    # "ok", "invalid", "missing" (no prediction folder) or "not checked"
+
+
+@dataclass
+class ValidationResult:
+    """Outcome of a validation: valid when ``problems`` is empty; ``files`` is the zip's content plan."""
+    problems: List[Problem] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+    summary: List[TaskSummary] = field(default_factory=list)
+    files: List[Tuple[str, str]] = field(default_factory=list)   # (name in the zip, prediction file)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def format_problems(self) -> str:
+        if not self.problems:
+            return "The submission is valid."
+        lines = ["The submission is invalid: %d problem(s):" % len(self.problems)]
+        lines += ["  - %s" % problem for problem in self.problems]
+        return "\n".join(lines)
+
+    def format_table(self) -> str:
+        header = ("task", "expected", "found", "problems", "status")
+        rows = [(row.task, "?" if row.expected is None else str(row.expected), str(row.found),
+                 str(row.problems), row.status) for row in self.summary]
+        widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+        lines = []
+        for r in [header] + rows:
+            # Task names left-aligned, numbers right-aligned, status left-aligned.
+            lines.append("  ".join([r[0].ljust(widths[0])] + [r[i].rjust(widths[i]) for i in (1, 2, 3)]
+                                   + [r[4]]))
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Headers and the per-case checks
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """Geometry and pixel type of an image file; ``direction`` is row-major, dimension x dimension."""
+    dimension: int
+    size: Tuple[int, ...]
+    spacing: Tuple[float, ...]
+    origin: Tuple[float, ...]
+    direction: Tuple[float, ...]
+    pixel_id: int
+    components: int
+
+    @property
+    def pixel_type(self) -> str:
+        return sitk.GetPixelIDValueAsString(self.pixel_id)
+
+    def first_three_dimensions(self) -> "ImageHeader":
+        """The spatial part of a 4-D Decathlon image (x, y, z, modality); a 3-D header is returned as is."""
+        if self.dimension <= 3:
+            return self
+        n = self.dimension
+        direction = tuple(self.direction[row * n + col] for row in range(3) for col in range(3))
+        return ImageHeader(3, self.size[:3], self.spacing[:3], self.origin[:3], direction,
+                           self.pixel_id, self.components)
+
+
+def read_header(path: str) -> ImageHeader:
+    """Read geometry and pixel type from the file header only (ImageFileReader.ReadImageInformation:
+    no voxel data is read). Raises RuntimeError when SimpleITK cannot read the file."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
+    reader.ReadImageInformation()
+    return ImageHeader(reader.GetDimension(), tuple(reader.GetSize()), tuple(reader.GetSpacing()),
+                       tuple(reader.GetOrigin()), tuple(reader.GetDirection()), reader.GetPixelID(),
+                       reader.GetNumberOfComponents())
+
+
+def _close(a: Sequence[float], b: Sequence[float]) -> bool:
+    return bool(np.allclose(a, b, rtol=GEOMETRY_TOLERANCE, atol=GEOMETRY_TOLERANCE))
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "(" + ", ".join("%.6g" % v for v in values) + ")"
+
+
+def label_map_header_faults(prediction: ImageHeader) -> List[str]:
+    """What makes a header unfit for a label map: not 3-D, several components, non-integer pixels."""
+    faults = []
+    if prediction.dimension != 3:
+        faults.append("is %d-D; a prediction must be a 3-D label map" % prediction.dimension)
+    if prediction.components != 1:
+        faults.append("has %d components per voxel; a label map has one" % prediction.components)
+    if prediction.pixel_id not in INTEGER_PIXEL_IDS:
+        faults.append("pixel type is %s; label maps must be stored with an integer type (e.g. uint8)"
+                      % prediction.pixel_type)
+    return faults
+
+
+def geometry_faults(prediction: ImageHeader, image: ImageHeader) -> List[str]:
+    """Differences between the grid of a 3-D prediction and that of its test image (first three
+    dimensions of a 4-D image). Size must be equal; spacing, origin and direction equal within
+    GEOMETRY_TOLERANCE. A prediction that is not 3-D is reported by label_map_header_faults."""
+    if prediction.dimension != 3:
+        return []
+    image = image.first_three_dimensions()
+    if image.dimension != 3:
+        return ["cannot be compared with a %d-D test image" % image.dimension]
+    faults = []
+    if tuple(prediction.size) != tuple(image.size):
+        faults.append("size %s differs from the test image's %s"
+                      % ("x".join(map(str, prediction.size)), "x".join(map(str, image.size))))
+    for name in ("spacing", "origin", "direction"):
+        mine, theirs = getattr(prediction, name), getattr(image, name)
+        if not _close(mine, theirs):
+            faults.append("%s %s differs from the test image's %s" % (name, _fmt(mine), _fmt(theirs)))
+    return faults
+
+
+def check_geometry(prediction_path: str, image_path: str) -> List[str]:
+    """Header-only check that a prediction lies on its test image's grid and is a 3-D integer label map.
+    Returns the faults (empty when fine); reads the two file headers, never voxel data."""
+    prediction = read_header(prediction_path)
+    return label_map_header_faults(prediction) + geometry_faults(prediction, read_header(image_path))
+
+
+def label_faults(prediction_path: str, allowed_labels: Iterable[int]) -> List[str]:
+    """Voxel check: every value of the label map must be one of ``allowed_labels``."""
+    allowed = np.array(sorted(allowed_labels))
+    image = sitk.ReadImage(prediction_path)
+    # A view, not a copy: no second buffer the size of a CT. The view does not keep ``image`` alive,
+    # so ``image`` must stay referenced while ``voxels`` is used.
+    voxels = sitk.GetArrayViewFromImage(image)
+    # isin against a handful of labels is a few comparisons per voxel and one boolean mask, cheaper
+    # than np.unique's sort on a 500-slice CT; only the (usually few) bad voxels are sorted.
+    outside = ~np.isin(voxels, allowed)
+    count = int(outside.sum())
+    if count == 0:
+        return []
+    bad_values = np.unique(voxels[outside])
+    del voxels, image
+    return ["label value(s) %s in %d voxel(s) are not in the task's label set %s"
+            % (", ".join(str(v) for v in bad_values.tolist()), count,
+               "{" + ", ".join(str(v) for v in allowed.tolist()) + "}")]
+
+
+def _is_gzip(path: str) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+def case_faults(prediction_path: str, image_path: Optional[str], allowed_labels: Iterable[int]) -> List[str]:
+    """All checks of one prediction. ``image_path`` None: the test image is missing (reported
+    elsewhere), so only the checks that do not need it are done."""
+    faults = []
+    if prediction_path.endswith(".gz") and not _is_gzip(prediction_path):
+        faults.append("is named .gz but is not gzip-compressed")
+    try:
+        prediction = read_header(prediction_path)
+    except RuntimeError as error:
+        return faults + ["cannot be read as an image (%s)" % _first_line(error)]
+    header_faults = label_map_header_faults(prediction)
+    faults += header_faults
+    if image_path is not None:
+        try:
+            faults += geometry_faults(prediction, read_header(image_path))
+        except RuntimeError as error:
+            faults.append("its test image %s cannot be read (%s)" % (image_path, _first_line(error)))
+    if not header_faults:          # the voxel check presumes a scalar integer 3-D map
+        faults += label_faults(prediction_path, allowed_labels)
+    return faults
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
+# ----------------------------------------------------------------------------------------------
+# Tasks, test lists and prediction folders
+# ----------------------------------------------------------------------------------------------
+
+def resolve_tasks(tasks: Optional[Iterable]) -> Tuple[List[MSDTask], List[Problem]]:
+    """Tasks to submit, ordered by number: all ten when ``tasks`` is None, else those named (Decathlon
+    name, nnU-Net name, short name or number). Unknown names become problems."""
+    if tasks is None:
+        return sorted(MSD_TASKS.values(), key=lambda t: t.number), []
+    tasks = list(tasks)
+    found, problems = {}, []
+    for key in tasks:
+        try:
+            task = find_msd_task(key)
+        except KeyError as error:
+            problems.append(Problem("--tasks", error.args[0]))
+            continue
+        found[task.name] = task
+    if not tasks:
+        problems.append(Problem("--tasks", "no task selected"))
+    return sorted(found.values(), key=lambda t: t.number), problems
+
+
+def read_test_cases(dataset_json: str) -> Tuple[List[str], List[str]]:
+    """File names of the test images listed in a Decathlon dataset.json ("test": ["./imagesTs/x.nii.gz", ...]).
+    Returns (names, faults of the dataset.json)."""
+    if not os.path.isfile(dataset_json):
+        return [], ["does not exist (expected the Decathlon task folder with its dataset.json)"]
+    try:
+        with open(dataset_json) as f:
+            dataset = json.load(f)
+    except (OSError, ValueError) as error:
+        return [], ["cannot be read as JSON (%s)" % error]
+    test = dataset.get("test") if isinstance(dataset, dict) else None
+    if not isinstance(test, list) or not test:
+        return [], ["has no non-empty 'test' list of test images"]
+    names, faults = [], []
+    for entry in test:
+        if not isinstance(entry, str) or not os.path.basename(entry):
+            faults.append("'test' entry %r is not an image path" % (entry,))
+            continue
+        name = os.path.basename(entry)
+        if name in names:
+            faults.append("lists test image %s twice" % name)
+            continue
+        names.append(name)
+    if isinstance(dataset.get("numTest"), int) and dataset["numTest"] != len(test):
+        faults.append("numTest is %d but the 'test' list has %d entries" % (dataset["numTest"], len(test)))
+    return names, faults
+
+
+def find_prediction_folder(pred_root: str, task: MSDTask) -> Tuple[Optional[str], Optional[str]]:
+    """(folder, fault): the task's prediction folder under ``pred_root``, named TaskXX_Name or TaskXXX_Name."""
+    candidates = [os.path.join(pred_root, name) for name in (task.name, task.nnunet_name)]
+    existing = [path for path in candidates if os.path.lexists(path)]
+    if len(existing) == 2:
+        return None, ("both %s and %s exist; which predictions to submit is ambiguous, keep one"
+                      % (task.name, task.nnunet_name))
+    if not existing:
+        return None, ("no prediction folder %s (or %s); a task without predictions scores 0 on the "
+                      "leaderboard, select the tasks you submit with --tasks"
+                      % (task.name, task.nnunet_name))
+    if not os.path.isdir(existing[0]):
+        return None, "%s is not a folder" % existing[0]
+    return existing[0], None
+
+
+def _extra_fault(name: str, expected: Sequence[str]) -> str:
+    stem = name.split(".", 1)[0]
+    alike = [case for case in expected if case.split(".", 1)[0] == stem]
+    hint = " (named like test case %s but with another extension)" % alike[0] if alike else ""
+    return "is not a test case of this task; remove it from the prediction folder%s" % hint
+
+
+def _is_nnunet_by_product(name: str, expected_cases: Sequence[str]) -> bool:
+    if name == NNUNET_PLANS_FILE:
+        return True
+    stems = {case[:-len(".nii.gz")] for case in expected_cases if case.endswith(".nii.gz")}
+    return any(name.endswith(suffix) and name[:-len(suffix)] in stems for suffix in NNUNET_SOFTMAX_SUFFIXES)
+
+
+# ----------------------------------------------------------------------------------------------
+# Public API
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class _TaskPlan:
+    """What the cheap, listing-only pass found for one task."""
+    problems: List[Problem] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+    cases: List[Tuple[str, Optional[str]]] = field(default_factory=list)  # (prediction, test image or None)
+    files: List[Tuple[str, str]] = field(default_factory=list)            # (name in the zip, prediction)
+    expected: Optional[int] = None
+    folder_missing: bool = False
+
+
+def _plan_task(task: MSDTask, pred_root: str, decathlon_root: str) -> _TaskPlan:
+    """Test list, test images and prediction folder listing of one task; no image is opened."""
+    plan = _TaskPlan()
+
+    def problem(where, fault):
+        plan.problems.append(Problem(where, fault, task.name))
+
+    # The prediction folder first: when it is missing, that is the problem to read first.
+    folder, folder_fault = find_prediction_folder(pred_root, task)
+    if folder_fault is not None:
+        problem(os.path.join(pred_root, task.name), folder_fault)
+        plan.folder_missing = not any(os.path.lexists(os.path.join(pred_root, name))
+                                      for name in (task.name, task.nnunet_name))
+
+    task_dir = os.path.join(decathlon_root, task.name)
+    dataset_json = os.path.join(task_dir, "dataset.json")
+    expected, json_faults = read_test_cases(dataset_json)
+    for fault in json_faults:
+        problem(dataset_json, fault)
+    plan.expected = len(expected) if expected else None
+    images = {}
+    for name in expected:
+        image = os.path.join(task_dir, "imagesTs", name)
+        if os.path.isfile(image):
+            images[name] = image
+        else:
+            problem(image, "test image listed in %s is missing from the Decathlon folder" % dataset_json)
+            images[name] = None
+    if folder is None:
+        return plan
+
+    present = set(os.listdir(folder))
+    for name in expected:
+        path = os.path.join(folder, name)
+        if name not in present:
+            problem(path, "missing: no prediction for test image %s (a missing case scores 0)" % name)
+        elif not os.path.isfile(path):
+            problem(path, "is not a file")
+        else:
+            plan.cases.append((path, images[name]))
+            plan.files.append(("%s/%s" % (task.name, name), path))
+    if not expected:
+        return plan      # without a test list every file would look extra; the dataset.json fault says it all
+    for name in sorted(present - set(expected)):
+        path = os.path.join(folder, name)
+        if _is_nnunet_by_product(name, expected) and os.path.isfile(path):
+            plan.warnings.append("%s: nnU-Net by-product, ignored (not put into the zip)" % path)
+        else:
+            problem(path, _extra_fault(name, expected))
+    return plan
+
+
+def validate_submission(pred_root: str, decathlon_root: str, tasks: Optional[Iterable] = None,
+                        progress: bool = True) -> ValidationResult:
+    """Check the predictions of the selected tasks (all ten when ``tasks`` is None) against the
+    Decathlon test lists and test images. Never raises for a bad submission: look at ``.problems``."""
+    selected, problems = resolve_tasks(tasks)
+    result = ValidationResult(problems=problems)
+    if tasks is not None and selected:
+        left_out = [name for name in MSD_TASKS if name not in {t.name for t in selected}]
+        if left_out:
+            result.warnings.append("only %d of %d tasks selected; tasks not submitted score 0 on the "
+                                   "leaderboard: %s" % (len(selected), len(MSD_TASKS), ", ".join(left_out)))
+    roots_ok = True
+    for option, root in (("-i PRED_ROOT", pred_root), ("-d DECATHLON_ROOT", decathlon_root)):
+        if not os.path.isdir(root):
+            result.problems.append(Problem(root, "is not a folder (%s)" % option))
+            roots_ok = False
+    if not roots_ok:
+        result.summary = [TaskSummary(task.name, None, 0, 0, "not checked") for task in selected]
+        return result
+
+    # The cheap listing pass for every task first, so that the voxel pass shows one progress bar.
+    plans = {task.name: _plan_task(task, pred_root, decathlon_root) for task in selected}
+    case_problems = {task.name: [] for task in selected}
+    cases = [(task, prediction, image) for task in selected for prediction, image in plans[task.name].cases]
+    for task, prediction, image in tqdm(cases, desc="checking predictions", unit="case",
+                                        disable=not progress or not cases):
+        case_problems[task.name] += [Problem(prediction, fault, task.name)
+                                     for fault in case_faults(prediction, image, task.labels.keys())]
+
+    for task in selected:
+        plan = plans[task.name]
+        task_problems = plan.problems + case_problems[task.name]
+        result.problems += task_problems
+        result.warnings += plan.warnings
+        result.files += plan.files
+        status = "missing" if plan.folder_missing else ("invalid" if task_problems else "ok")
+        result.summary.append(TaskSummary(task.name, plan.expected, len(plan.cases), len(task_problems), status))
+    return result
+
+
+def build_submission(pred_root: str, decathlon_root: str, out_zip: Optional[str], tasks: Optional[Iterable] = None,
+                     check_only: bool = False, overwrite: bool = False, progress: bool = True) -> ValidationResult:
+    """Validate, then (unless ``check_only``) write the submission zip atomically.
+
+    Raises SubmissionError listing every problem when the submission is invalid or ``out_zip``
+    cannot be written (exists without ``overwrite``, or its folder does not exist); nothing is
+    written then. Returns the ValidationResult (summary, warnings, the files zipped)."""
+    result = validate_submission(pred_root, decathlon_root, tasks, progress=progress)
+    if not check_only:
+        if out_zip is None:
+            result.problems.append(Problem("-o", "no output zip given (or use --check_only)"))
+        else:
+            directory = os.path.dirname(os.path.abspath(out_zip))
+            if os.path.isdir(out_zip):
+                result.problems.append(Problem(out_zip, "is a folder; give the path of the zip to write"))
+            elif os.path.lexists(out_zip) and not overwrite:
+                result.problems.append(Problem(out_zip, "already exists; pass --overwrite to replace it"))
+            if not os.path.isdir(directory):
+                result.problems.append(Problem(directory, "output folder does not exist"))
+    if result.problems:
+        raise SubmissionError(result)
+    if not check_only:
+        write_zip_atomically(result.files, out_zip)
+    return result
+
+
+def write_zip_atomically(entries: Sequence[Tuple[str, str]], out_zip: str) -> None:
+    """Write ``entries`` [(name in the zip, source file)] into ``out_zip``, stored byte-identical
+    (ZIP_STORED). The zip is built as a hidden temporary file in the target folder (same file
+    system, so os.replace is atomic), its CRCs and sizes checked against the sources, then moved."""
+    directory = os.path.dirname(os.path.abspath(out_zip))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(out_zip) + ".", suffix=".partial", dir=directory)
+    try:
+        with os.fdopen(fd, "w+b") as fh:
+            # strict_timestamps=False: a file dated before 1980 (zip's epoch) must not abort the run.
+            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True,
+                                 strict_timestamps=False) as archive:
+                for name, source in entries:
+                    archive.write(source, name)
+            fh.flush()
+            os.fsync(fh.fileno())
+        _verify_zip(tmp, entries)
+        os.chmod(tmp, 0o666 & ~_current_umask())   # mkstemp creates 0600; give the usual permissions
+        os.replace(tmp, out_zip)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)        # our own temporary file, never a user file
+        raise
+
+
+def _verify_zip(path: str, entries: Sequence[Tuple[str, str]]) -> None:
+    """The zip has exactly the planned names, each of its source's size and with an intact CRC
+    (zipfile computed the CRC while reading the source, testzip recomputes it from the zip)."""
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        if names != [name for name, _ in entries]:
+            raise RuntimeError("zip %s does not hold the planned entries" % path)
+        for name, source in entries:
+            if archive.getinfo(name).file_size != os.path.getsize(source):
+                raise RuntimeError("%s changed size while it was being zipped" % source)
+        bad = archive.testzip()
+        if bad is not None:
+            raise RuntimeError("zip entry %s of %s has a bad CRC" % (bad, path))
+
+
+def _current_umask() -> int:
+    # os.umask can only be read by setting it; set it back at once.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

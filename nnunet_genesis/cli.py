@@ -1,0 +1,80 @@
+"""Entry points of the nnUNet_genesis_* commands: argument parsing only, the work lives elsewhere."""
+import argparse
+import sys
+
+
+def transfer_main(argv=None):
+    """nnUNet_genesis_transfer: dry run of the adaptive weight transfer (see transfer.py).
+
+    Exit status: 0 the transfer would be accepted, 1 it would be refused, 2 bad input.
+    """
+    parser = argparse.ArgumentParser(
+        prog="nnUNet_genesis_transfer",
+        description="Print the transfer report of pretrained weights W into the network nnU-Net planned for "
+                    "TASK, without training. Exit status 1 when nnUNetTrainerV2_Genesis would refuse them.")
+    parser.add_argument("-w", "--weights", required=True, help="checkpoint: nnU-Net .model, Models Genesis "
+                        "{'state_dict': ...} or a bare state dict")
+    parser.add_argument("-t", "--task", required=True, help="planned target task, id or name (e.g. 3 or Task003_Liver)")
+    parser.add_argument("-m", "--model", default="3d_fullres", choices=["2d", "3d_lowres", "3d_fullres"])
+    parser.add_argument("-p", "--plans_identifier", default="nnUNetPlansv2.1")
+    parser.add_argument("--mode", default="encoder+decoder", choices=["encoder", "encoder+decoder"])
+    parser.add_argument("--min_encoder_fraction", type=float, default=0.5)
+    parser.add_argument("--allow_partial", action="store_true", help="accept less than --min_encoder_fraction")
+    parser.add_argument("--strict", action="store_true", help="refuse anything not transferred")
+    parser.add_argument("-o", "--output", help="also write the report as JSON here")
+    args = parser.parse_args(argv)
+
+    from nnunet_genesis.transfer import TransferRefused, plan_transfer_for_task
+    try:
+        report = plan_transfer_for_task(args.weights, args.task, model=args.model,
+                                        plans_identifier=args.plans_identifier, mode=args.mode,
+                                        min_encoder_fraction=args.min_encoder_fraction,
+                                        allow_partial=args.allow_partial, strict=args.strict)
+    except TransferRefused as refused:
+        if args.output:
+            refused.report.save_json(args.output)
+        print(str(refused), file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+        print("nnUNet_genesis_transfer: error: %s" % e, file=sys.stderr)
+        return 2
+    print(report.format())
+    if args.output:
+        report.save_json(args.output)
+        print("report written to %s" % args.output)
+    return 0
+
+
+def prepare_main(argv=None):
+    """nnUNet_genesis_prepare: unlabeled volumes -> pretraining task with the target's plans (see unlabeled.py)."""
+    from nnunet_genesis.unlabeled import DEFAULT_PLANS_IDENTIFIER, PrepareError, prepare_pretraining_task
+    parser = argparse.ArgumentParser(
+        prog="nnUNet_genesis_prepare",
+        description="Build TaskMMM_Genesis<Target> from unlabeled volumes and preprocess it with the plans of an "
+                    "already planned target task (same network, patch size, spacing and intensity "
+                    "normalisation, CT statistics from the target's labelled data). Unreadable or non-3D files "
+                    "are skipped and listed in prepare_report.json; finished cases are skipped on a re-run.")
+    parser.add_argument("-t", "--target", required=True,
+                        help="target task id or name (planned with nnUNet_plan_and_preprocess), e.g. 3 or "
+                             "Task003_Liver")
+    parser.add_argument("-i", "--input", nargs="+", required=True, metavar="SOURCE",
+                        help="Decathlon task folders (imagesTr without labels, imagesTs), nnU-Net raw task folders, "
+                             "plain folders or single files (.nii.gz, .nii, .mhd, .mha, .nrrd); never modified")
+    parser.add_argument("-o", "--output_task_id", required=True, type=int,
+                        help="id MMM of the new task TaskMMM_Genesis<TargetName>")
+    parser.add_argument("-np", "--num_processes", type=int, default=2, help="parallel worker processes (default 2)")
+    parser.add_argument("--overwrite", action="store_true", help="redo cases that are already prepared")
+    parser.add_argument("--channels", type=int, nargs="+", default=None, metavar="I",
+                        help="0-based channels to take from every source case, in the target's modality order "
+                             "(e.g. '--channels 0' takes T2 from a T2/ADC source)")
+    parser.add_argument("-p", "--plans_identifier", default=DEFAULT_PLANS_IDENTIFIER,
+                        help="plans identifier of the target (default %s)" % DEFAULT_PLANS_IDENTIFIER)
+    args = parser.parse_args(argv)
+    try:
+        prepare_pretraining_task(args.target, args.input, args.output_task_id, num_processes=args.num_processes,
+                                 overwrite=args.overwrite, channels=args.channels,
+                                 plans_identifier=args.plans_identifier)
+    except PrepareError as err:
+        print("nnUNet_genesis_prepare: error: %s" % err, file=sys.stderr)
+        return 1
+    return 0

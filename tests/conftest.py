@@ -1,0 +1,134 @@
+"""Shared pytest set-up: a private nnU-Net workspace and small Decathlon-format tasks planned by stock nnU-Net.
+
+nnU-Net v1 reads its three folders from the environment once, when ``nnunet.paths`` is first imported, so
+they are set here at import time -- before any test module imports nnunet -- to a fresh temporary
+directory.  A user's real nnU-Net folders are never touched.
+"""
+import atexit
+import dataclasses
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import tempfile
+
+_WORKSPACE = tempfile.mkdtemp(prefix="nnunet_genesis_tests_")
+os.environ["nnUNet_raw_data_base"] = os.path.join(_WORKSPACE, "nnUNet_raw_data_base")
+os.environ["nnUNet_preprocessed"] = os.path.join(_WORKSPACE, "nnUNet_preprocessed")
+os.environ["RESULTS_FOLDER"] = os.path.join(_WORKSPACE, "nnUNet_results")
+# nnU-Net's training data augmentation starts this many worker processes (default: 12); we have two cores.
+os.environ["nnUNet_n_proc_DA"] = "2"
+for _key in ("nnUNet_raw_data_base", "nnUNet_preprocessed", "RESULTS_FOLDER"):
+    os.makedirs(os.environ[_key], exist_ok=True)
+atexit.register(shutil.rmtree, _WORKSPACE, ignore_errors=True)
+
+import pytest  # noqa: E402  (after the environment is set, on purpose)
+
+from tests.msd_fixtures import write_ct_task, write_mri_task  # noqa: E402
+
+NNUNET_WORKSPACE = _WORKSPACE
+
+
+def stock_command(name):
+    """Path of a console script installed beside the running Python (the venv's bin folder)."""
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+def subprocess_env(**extra):
+    """Environment for child processes: ours (with the nnU-Net folders) plus ``extra``.
+
+    Numerical libraries are held to one thread per process because the stock commands already start one
+    worker process per core; more threads would only oversubscribe the two cores.
+    """
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.setdefault("MKL_NUM_THREADS", "1")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run_stock(args, env=None, timeout=900, cwd=None):
+    """Run a command, capturing stdout and stderr together; return its output.
+
+    On a non-zero exit (or a timeout) raise AssertionError showing the command and the last 4000
+    characters of its output, so that a failing stock step explains itself in the pytest report.
+    """
+    args = [str(a) for a in args]
+    try:
+        done = subprocess.run(args, env=env if env is not None else subprocess_env(), cwd=cwd,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as err:
+        output = err.output.decode(errors="replace") if isinstance(err.output, bytes) else (err.output or "")
+        raise AssertionError("command timed out after %ss: %s\n--- last output ---\n%s"
+                             % (timeout, " ".join(args), output[-4000:])) from None
+    if done.returncode != 0:
+        raise AssertionError("command failed (exit %d): %s\n--- last output ---\n%s"
+                             % (done.returncode, " ".join(args), done.stdout[-4000:]))
+    return done.stdout
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedTask:
+    """A Decathlon-format task converted and planned (3D only) by stock nnU-Net."""
+    decathlon_dir: str      # the TaskXX_Name folder as the Decathlon ships it
+    task_id: int            # nnU-Net task id, e.g. 901
+    task_name: str          # e.g. "Task901_FakeCT"
+    raw_dir: str            # $nnUNet_raw_data_base/nnUNet_raw_data/<task_name>
+    preprocessed_dir: str   # $nnUNet_preprocessed/<task_name>
+    num_modalities: int
+    env: dict               # environment for subprocesses (nnU-Net folders set)
+
+    @property
+    def plans_3d_file(self):
+        return os.path.join(self.preprocessed_dir, "nnUNetPlansv2.1_plans_3D.pkl")
+
+    def load_plans_3d(self):
+        with open(self.plans_3d_file, "rb") as f:
+            return pickle.load(f)
+
+
+def _describe_plans(plans):
+    """One line per 3D stage: patch size, spacing, pooling and convolution kernels."""
+    lines = ["normalization=%s base_features=%s modalities=%s classes=%s"
+             % (plans["normalization_schemes"], plans["base_num_features"], plans["num_modalities"],
+                plans["num_classes"])]
+    for stage, p in plans["plans_per_stage"].items():
+        lines.append("  stage %s: patch %s spacing %s batch %s pools %s convs %s"
+                     % (stage, [int(v) for v in p["patch_size"]], [float(v) for v in p["current_spacing"]], p["batch_size"],
+                        p["pool_op_kernel_sizes"], p["conv_kernel_sizes"]))
+    return "\n".join(lines)
+
+
+def plan_decathlon_task(decathlon_dir, task_id):
+    """Convert with nnUNet_convert_decathlon_task, then plan and preprocess (3D only) with the stock command."""
+    env = subprocess_env()
+    run_stock([stock_command("nnUNet_convert_decathlon_task"), "-i", decathlon_dir,
+               "-output_task_id", task_id, "-p", 2], env=env)
+    task_name = "Task%03d_%s" % (task_id, os.path.basename(decathlon_dir.rstrip("/")).split("_", 1)[1])
+    run_stock([stock_command("nnUNet_plan_and_preprocess"), "-t", task_id, "-pl2d", "None",
+               "-tl", 2, "-tf", 2], env=env)
+    with open(os.path.join(decathlon_dir, "dataset.json")) as f:
+        num_modalities = len(json.load(f)["modality"])
+    task = PlannedTask(
+        decathlon_dir=decathlon_dir, task_id=task_id, task_name=task_name,
+        raw_dir=os.path.join(os.environ["nnUNet_raw_data_base"], "nnUNet_raw_data", task_name),
+        preprocessed_dir=os.path.join(os.environ["nnUNet_preprocessed"], task_name),
+        num_modalities=num_modalities, env=env)
+    print("\n%s plans (3D):\n%s" % (task_name, _describe_plans(task.load_plans_3d())))
+    return task
+
+
+@pytest.fixture(scope="session")
+def ct_task(tmp_path_factory):
+    """Task901_FakeCT: 1-channel CT-like task, 8 training + 3 test cases, planned and preprocessed in 3D."""
+    root = str(tmp_path_factory.mktemp("decathlon_ct"))
+    return plan_decathlon_task(write_ct_task(root, "Task91_FakeCT"), 901)
+
+
+@pytest.fixture(scope="session")
+def mri_task(tmp_path_factory):
+    """Task902_FakeMRI: 2-channel (T2, ADC) MRI-like task, 8 training + 2 test cases, planned in 3D."""
+    root = str(tmp_path_factory.mktemp("decathlon_mri"))
+    return plan_decathlon_task(write_mri_task(root, "Task92_FakeMRI"), 902)

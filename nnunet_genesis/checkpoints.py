@@ -55,7 +55,8 @@ _STATE_DICT_KEYS = ("state_dict", "network_weights", "model_state_dict", "model"
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
-def _read_checkpoint_file(path: str) -> Any:
+def read_checkpoint_file(path: str) -> Any:
+    """``torch.load`` of a checkpoint file on the CPU, weights-only, with errors naming the file."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
     if os.path.isdir(path):
@@ -103,7 +104,7 @@ def load_state_dict_from_checkpoint(source) -> dict[str, torch.Tensor]:
     obj = source
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
-        obj = _read_checkpoint_file(name)
+        obj = read_checkpoint_file(name)
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
     if not isinstance(obj, Mapping):

@@ -34,7 +34,6 @@ This module is imported at every interpreter start: keep its top level to the st
 """
 import os
 import sys
-import weakref
 
 DISABLE_ENV = "NNUNET_GENESIS_DISABLE_HOOK"
 EXT_TRAINER_ENV = "nnUNet_extTrainer"
@@ -131,13 +130,18 @@ def _patch_network_trainer(module):
     allow_nnunet_checkpoint_globals()
 
 
-# Networks whose trainer handles -pretrained_weights itself (weak: a network's life is the
-# trainer's; nothing here keeps either alive).
-_pretrained_weight_handlers = weakref.WeakKeyDictionary()
+# Networks whose trainer handles -pretrained_weights itself: a WeakKeyDictionary (a network's
+# life is the trainer's; nothing here keeps either alive), made on first use so that start-up
+# does not import weakref.
+_pretrained_weight_handlers = {}
 
 
 def register_pretrained_weights_handler(network, handler):
     """Route stock ``-pretrained_weights`` for ``network`` to ``handler(fname)``."""
+    global _pretrained_weight_handlers
+    if not _pretrained_weight_handlers:
+        import weakref
+        _pretrained_weight_handlers = weakref.WeakKeyDictionary()
     _pretrained_weight_handlers[network] = handler
 
 

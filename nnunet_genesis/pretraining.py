@@ -1,0 +1,198 @@
+"""Models Genesis pretraining inside nnU-Net, as plain functions the pretraining trainer calls.
+
+What a training batch goes through (``genesis_augmentation``):
+    nnU-Net's DataLoader3D (the target task's patch size, its preprocessed data)
+    -> nnU-Net's SpatialTransform with the trainer's own augmentation parameters (rotation,
+       scaling, elastic deformation, dummy-2D handling for anisotropic patches)
+    -> GenesisTransform: ``data`` = distorted patch, ``target`` = original patch
+    -> tensors.
+nnU-Net's intensity augmentations (noise, blur, gamma, brightness, contrast, low resolution) are
+left out on purpose: the network learns to undo the Genesis distortions, and extra intensity
+changes applied to both input and target would only change what "original" means.
+
+Loss and output (``RestorationLoss``): mean squared error between the full-resolution output and
+the original patch. Two deliberate departures from the published Models Genesis code:
+  * no sigmoid: nnU-Net feeds z-scored intensities (negative, unbounded), which a sigmoid cannot
+    produce; the output is linear, as nnU-Net's own network output is before its softmax;
+  * no deep supervision: the network is nnU-Net's Generic_UNet with its deep-supervision heads, but
+    only the full-resolution head is scored (the published model has a single output, and the
+    low-resolution heads are never transferred to the segmentation network anyway).
+"""
+import json
+import os
+from typing import Dict, List
+
+import numpy as np
+import torch
+from torch import nn
+
+
+# --------------------------------------------------------------------------------------------
+# Loss and metrics
+# --------------------------------------------------------------------------------------------
+def full_resolution(output):
+    """Generic_UNet returns a tuple of outputs (full resolution first) under deep supervision."""
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+class RestorationLoss(nn.Module):
+    """MSE between the full-resolution output and the original patch (see module doc)."""
+
+    def forward(self, output, target):
+        target = full_resolution(target)
+        return nn.functional.mse_loss(full_resolution(output).float(), target.float())
+
+
+def restoration_scores(restored: np.ndarray, original: np.ndarray) -> Dict[str, float]:
+    """Per-patch restoration quality.
+
+    mse = mean((restored - original)^2)
+    r2  = 1 - sum((restored - original)^2) / sum((original - mean(original))^2)
+          (the fraction of the original's variance the restoration explains; 1 is perfect,
+          0 is no better than predicting the patch mean; NaN for a constant original)
+    """
+    restored = np.asarray(restored, dtype=np.float64)
+    original = np.asarray(original, dtype=np.float64)
+    sse = float(np.sum((restored - original) ** 2))
+    sst = float(np.sum((original - original.mean()) ** 2))
+    return {"mse": sse / original.size, "r2": 1.0 - sse / sst if sst > 0 else float("nan")}
+
+
+class RestorationAccumulator:
+    """Sums of squared errors and of squares around the mean over validation batches, so the
+    epoch's R^2 weights every voxel equally (what nnU-Net's global Dice does for overlaps)."""
+
+    def __init__(self):
+        self.sse = self.sum = self.sum_sq = self.count = 0.0
+
+    def add(self, output, target):
+        output, target = full_resolution(output).detach().float(), full_resolution(target).detach().float()
+        self.sse += float(((output - target) ** 2).sum())
+        self.sum += float(target.sum())
+        self.sum_sq += float((target ** 2).sum())
+        self.count += target.numel()
+
+    def r2(self):
+        if self.count == 0:
+            return float("nan")
+        sst = self.sum_sq - self.sum ** 2 / self.count
+        return 1.0 - self.sse / sst if sst > 0 else float("nan")
+
+    def mse(self):
+        return self.sse / self.count if self.count else float("nan")
+
+
+# --------------------------------------------------------------------------------------------
+# Data pipeline
+# --------------------------------------------------------------------------------------------
+def genesis_transforms(patch_size, params, genesis_transform, spatial=True):
+    """batchgenerators Compose: [nnU-Net's spatial augmentation], Genesis, to tensors."""
+    from batchgenerators.transforms.abstract_transforms import Compose
+    from batchgenerators.transforms.spatial_transforms import SpatialTransform
+    from batchgenerators.transforms.utility_transforms import NumpyToTensor
+    from nnunet.training.data_augmentation.custom_transforms import Convert2DTo3DTransform, Convert3DTo2DTransform
+
+    transforms = []
+    if spatial:
+        dummy_2d = bool(params.get("dummy_2D"))
+        if dummy_2d:  # anisotropic patches: nnU-Net augments them slice-wise in 2D
+            transforms.append(Convert3DTo2DTransform())
+        transforms.append(SpatialTransform(
+            patch_size[1:] if dummy_2d else patch_size, patch_center_dist_from_border=None,
+            do_elastic_deform=params.get("do_elastic"), alpha=params.get("elastic_deform_alpha"),
+            sigma=params.get("elastic_deform_sigma"), do_rotation=params.get("do_rotation"),
+            angle_x=params.get("rotation_x"), angle_y=params.get("rotation_y"), angle_z=params.get("rotation_z"),
+            p_rot_per_axis=params.get("rotation_p_per_axis"), do_scale=params.get("do_scaling"),
+            scale=params.get("scale_range"), border_mode_data=params.get("border_mode_data"), border_cval_data=0,
+            order_data=3, border_mode_seg="constant", border_cval_seg=-1, order_seg=1,
+            random_crop=params.get("random_crop"), p_el_per_sample=params.get("p_eldef"),
+            p_scale_per_sample=params.get("p_scale"), p_rot_per_sample=params.get("p_rot"),
+            independent_scale_for_each_axis=params.get("independent_scale_factor_for_each_axis")))
+        if dummy_2d:
+            transforms.append(Convert2DTo3DTransform())
+    transforms.append(genesis_transform)
+    transforms.append(NumpyToTensor(["data", "target"], "float"))
+    return Compose(transforms)
+
+
+def genesis_augmentation(dl_tr, dl_val, patch_size, params, make_genesis_transform, pin_memory=False):
+    """(train, validation) MultiThreadedAugmenters for restoration, with nnU-Net's worker counts.
+
+    ``make_genesis_transform(seed)`` builds a GenesisTransform. Training uses seed None (fresh
+    entropy in every worker process); validation a fixed seed so its loss is comparable between
+    epochs.
+    """
+    from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
+    num_threads = params.get("num_threads")
+    tr = MultiThreadedAugmenter(dl_tr, genesis_transforms(patch_size, params, make_genesis_transform(None)),
+                                num_threads, params.get("num_cached_per_thread"), pin_memory=pin_memory)
+    val = MultiThreadedAugmenter(dl_val, genesis_transforms(patch_size, params, make_genesis_transform(12345),
+                                                            spatial=False),
+                                 max(num_threads // 2, 1), params.get("num_cached_per_thread"), pin_memory=pin_memory)
+    return tr, val
+
+
+# --------------------------------------------------------------------------------------------
+# Validation: restoration of whole validation cases' central patches, with previews
+# --------------------------------------------------------------------------------------------
+def central_patch(volume: np.ndarray, patch_size) -> np.ndarray:
+    """The centred ``patch_size`` crop of a (C, Z, Y, X) volume, zero-padded where it is smaller."""
+    out = np.zeros((volume.shape[0],) + tuple(patch_size), dtype=np.float32)
+    src, dst = [slice(None)], [slice(None)]
+    for size, p in zip(volume.shape[1:], patch_size):
+        if size >= p:
+            start = (size - p) // 2
+            src.append(slice(start, start + p))
+            dst.append(slice(0, p))
+        else:
+            start = (p - size) // 2
+            src.append(slice(0, size))
+            dst.append(slice(start, start + size))
+    out[tuple(dst)] = volume[tuple(src)]
+    return out
+
+
+def restore_patch(network, distorted: np.ndarray) -> np.ndarray:
+    """Run ``network`` on one (C, Z, Y, X) patch; returns the full-resolution output as numpy."""
+    device = next(network.parameters()).device
+    was_training, ds = network.training, getattr(network, "do_ds", None)
+    network.eval()
+    if ds is not None:
+        network.do_ds = False
+    try:
+        with torch.no_grad():
+            out = full_resolution(network(torch.from_numpy(distorted[None]).to(device)))
+    finally:
+        network.train(was_training)
+        if ds is not None:
+            network.do_ds = ds
+    return out[0].float().cpu().numpy()
+
+
+def validate_restoration(network, cases: Dict[str, np.ndarray], patch_size, make_genesis_transform,
+                         output_folder: str, max_previews: int = 5) -> Dict:
+    """Distort the central patch of each validation case (seed fixed per case), restore it, score
+    it, write ``summary.json`` and up to ``max_previews`` PNGs (original / distorted / restored)."""
+    from nnunet_genesis.previews import save_preview_grid
+    os.makedirs(output_folder, exist_ok=True)
+    per_case: List[Dict] = []
+    for i, (name, volume) in enumerate(sorted(cases.items())):
+        original = central_patch(volume, patch_size)
+        batch = make_genesis_transform(1000 + i)(data=original[None].copy())
+        distorted, original = batch["data"][0], batch["target"][0]
+        restored = restore_patch(network, distorted)
+        scores = restoration_scores(restored, original)
+        scores.update({"case": name, "distorted_mse": restoration_scores(distorted, original)["mse"]})
+        per_case.append(scores)
+        if i < max_previews:
+            save_preview_grid({"original": original, "distorted": distorted, "restored": restored},
+                              os.path.join(output_folder, name + ".png"),
+                              title="%s  restored MSE %.4f (distorted %.4f)" % (name, scores["mse"],
+                                                                                scores["distorted_mse"]))
+    summary = {"cases": per_case,
+               "mean_mse": float(np.mean([c["mse"] for c in per_case])) if per_case else float("nan"),
+               "mean_distorted_mse": float(np.mean([c["distorted_mse"] for c in per_case])) if per_case else float("nan"),
+               "mean_r2": float(np.nanmean([c["r2"] for c in per_case])) if per_case else float("nan")}
+    with open(os.path.join(output_folder, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary

@@ -1,0 +1,95 @@
+"""The fine-tuning schedule: plain functions, then the real trainer built from a planned task (no training)."""
+import os
+
+import pytest
+import torch
+
+from nnunet_genesis.finetuning import (FRESH, TRANSFERRED, parameter_groups, transferred_names_from_optimizer_state,
+                                       warmup_lr_scale)
+from tests.test_finetune_e2e import published_genesis_checkpoint
+
+
+def test_warmup_lr_scale():
+    assert warmup_lr_scale(0, 10, 0.0) == 0.0
+    assert warmup_lr_scale(9, 10, 0.1) == 0.1
+    assert warmup_lr_scale(10, 10, 0.0) == 1.0
+    assert warmup_lr_scale(0, 0, 0.0) == 1.0  # no warm-up
+
+
+def test_parameter_groups_split_and_record_names():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
+    groups = parameter_groups(net.named_parameters(), ["0.weight", "0.bias"])
+    assert [g["genesis_role"] for g in groups] == [FRESH, TRANSFERRED]
+    assert groups[1]["genesis_param_names"] == ["0.weight", "0.bias"]
+    assert groups[0]["params"][0] is net[1].weight
+    optimizer = torch.optim.SGD(groups, lr=0.1)
+    assert transferred_names_from_optimizer_state(optimizer.state_dict()) == ["0.weight", "0.bias"]
+    assert parameter_groups(net.named_parameters(), [])[0]["genesis_role"] == FRESH
+    assert len(parameter_groups(net.named_parameters(), [])) == 1
+
+
+def make_trainer(task, output_folder):
+    from nnunet_genesis.trainers import nnUNetTrainerV2_Genesis
+    trainer = nnUNetTrainerV2_Genesis(task.plans_3d_file, 0, output_folder=str(output_folder),
+                                      dataset_directory=task.preprocessed_dir, batch_dice=False, stage=0,
+                                      unpack_data=False, deterministic=False, fp16=False)
+    trainer.initialize(training=False)
+    return trainer
+
+
+def lrs_by_role(trainer):
+    return {g["genesis_role"]: g["lr"] for g in trainer.optimizer.param_groups}
+
+
+@pytest.fixture()
+def pretrained_trainer(ct_task, tmp_path):
+    weights = str(tmp_path / "w.pt")
+    published_genesis_checkpoint(weights)
+    trainer = make_trainer(ct_task, tmp_path / "fold")
+    # what stock nnUNet_train does with -pretrained_weights, routed here by the integration hook
+    from nnunet.run.load_pretrained_weights import load_pretrained_weights
+    load_pretrained_weights(trainer.network, weights)
+    return trainer, weights
+
+
+def test_stock_pretrained_loader_uses_the_adaptive_transfer(pretrained_trainer):
+    trainer, _ = pretrained_trainer
+    assert os.path.isfile(os.path.join(trainer.output_folder, "transfer_report.json"))
+    roles = [g["genesis_role"] for g in trainer.optimizer.param_groups]
+    assert roles == [FRESH, TRANSFERRED]
+    fresh = trainer.optimizer.param_groups[0]["genesis_param_names"]
+    assert fresh and all(n.startswith("seg_outputs") for n in fresh)  # everything else came from W
+
+
+def test_warm_up_then_everything_trains(pretrained_trainer):
+    trainer, _ = pretrained_trainer
+    trainer.maybe_update_lr(0)
+    assert lrs_by_role(trainer)[TRANSFERRED] == 0.0 and lrs_by_role(trainer)[FRESH] == pytest.approx(trainer.initial_lr)
+    trainer.maybe_update_lr(trainer.genesis_warmup_epochs)
+    lrs = lrs_by_role(trainer)
+    assert lrs[TRANSFERRED] == lrs[FRESH] > 0
+
+
+def test_resume_rebuilds_the_groups_before_loading_the_optimizer(pretrained_trainer, ct_task, tmp_path):
+    trainer, _ = pretrained_trainer
+    trainer.save_checkpoint(str(tmp_path / "model_latest.model"))
+    resumed = make_trainer(ct_task, tmp_path / "fold")
+    assert len(resumed.optimizer.param_groups) == 1  # nothing known before the checkpoint is read
+    resumed.load_checkpoint(str(tmp_path / "model_latest.model"), train=True)
+    assert [g["genesis_role"] for g in resumed.optimizer.param_groups] == [FRESH, TRANSFERRED]
+    assert resumed.transferred_parameter_names == trainer.transferred_parameter_names
+
+
+def test_refused_transfer_fails_loudly_and_leaves_the_network(ct_task, tmp_path):
+    from nnunet.run.load_pretrained_weights import load_pretrained_weights
+    from nnunet_genesis.transfer import TransferRefused, build_generic_unet
+    foreign = build_generic_unet(1, 16, 1, [[2, 2, 2]] * 3, [[3, 3, 3]] * 4)
+    weights = str(tmp_path / "foreign.pt")
+    torch.save({"state_dict": foreign.state_dict()}, weights)
+    trainer = make_trainer(ct_task, tmp_path / "fold")
+    before = {k: v.clone() for k, v in trainer.network.state_dict().items()}
+    with pytest.raises(TransferRefused):
+        load_pretrained_weights(trainer.network, weights)
+    after = trainer.network.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert os.path.isfile(os.path.join(trainer.output_folder, "transfer_report.json"))

@@ -51,7 +51,7 @@ setup(
     description="Models Genesis self-supervised pretraining for nnU-Net v1, through nnU-Net's own commands",
     long_description=open(os.path.join(HERE, "README.md")).read() if os.path.exists(os.path.join(HERE, "README.md")) else "",
     long_description_content_type="text/markdown",
-    packages=["nnunet_genesis", "nnunet_genesis.trainers", "competition", "evaluation"],
+    packages=["nnunet_genesis", "nnunet_genesis.trainers", "competition", "competition.demo_trainers", "evaluation"],
     python_requires=">=3.9",
     install_requires=[
         "nnunet==1.7.1",
@@ -63,7 +63,12 @@ setup(
         "tqdm",        # progress bars (already required by nnunet)
         "matplotlib",  # preview and comparison PNGs (already required by nnunet)
     ],
-    extras_require={"test": ["pytest"], "demo": ["nilearn"]},
+    extras_require={
+        # nilearn ships the MNI152 template the demo (and its tests) are built from;
+        # surface-distance is DeepMind's published NSD, the reference our NSD is tested against.
+        "demo": ["nilearn"],
+        "test": ["pytest", "nilearn", "surface-distance"],
+    },
     cmdclass=cmdclass,
     entry_points={"console_scripts": [
         "nnUNet_genesis_transfer = nnunet_genesis.cli:transfer_main",

@@ -52,10 +52,121 @@ def _report(result):
 
 
 def run_task_main(argv=None):
-    """nnUNet_genesis_run_task: one Decathlon task end to end (to be written)."""
-    raise NotImplementedError
+    """nnUNet_genesis_run_task: one Decathlon task end to end with the stock nnU-Net v1 commands
+    (see competition/pipeline.py). Exit status: 0 done (or stopped as asked), 1 a step failed, 2 bad input."""
+    from competition.pipeline import (DEFAULT_FOLDS, DEFAULT_PLANS_IDENTIFIER, DEFAULT_PRED_ROOT, DEFAULT_PRETRAINER,
+                                      DEFAULT_TRAINER, STEP_NAMES, PipelineConfigError, PipelineError, run_task)
+    parser = argparse.ArgumentParser(
+        prog="nnUNet_genesis_run_task",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run one Medical Segmentation Decathlon task end to end with Models Genesis pretraining,\n"
+                    "through the stock nnU-Net v1 commands. Each command is printed before it runs (copy-\n"
+                    "pasteable) and inherits the environment: nnUNet_raw_data_base, nnUNet_preprocessed and\n"
+                    "RESULTS_FOLDER must be set (and nnUNet_extTrainer for trainers of your own).",
+        epilog="""steps (TASK_ID = NNN, pretraining task id = MMM):
+  1 convert   nnUNet_convert_decathlon_task -i TaskXX_Name -output_task_id NNN
+              done: nnUNet_raw_data/TaskNNN_Name/dataset.json exists
+  2 plan      nnUNet_plan_and_preprocess -t NNN -pl2d None -tl NP -tf NP
+              done: the 3D plans and every training case's full-resolution data exist
+  3 prepare   nnUNet_genesis_prepare -t NNN -i TaskXX_Name [EXTRA ...] -o MMM
+              done: its prepare_report.json lists the same sources and all their cases are
+              preprocessed, or the pretraining is finished; otherwise it runs again and
+              prepares only the cases not done yet
+  4 pretrain  nnUNet_train 3d_fullres PRETRAINER TaskMMM_Genesis<Name> all
+              done: model_final_checkpoint.model exists in its 'all' folder; a started run
+              (model_latest.model or model_best.model there) is continued with -c
+  5 finetune  nnUNet_train 3d_fullres TRAINER TaskNNN_Name FOLD -pretrained_weights
+                .../TaskMMM_Genesis<Name>/PRETRAINER__PLANS/all/model_final_checkpoint.model
+              done: model_final_checkpoint.model and validation_raw/summary.json exist (per
+              fold); a started fold is continued with -c instead (nnU-Net ignores
+              -pretrained_weights with -c), a trained but unvalidated one gets -val
+              with all five folds also: nnUNet_determine_postprocessing -m 3d_fullres -t NNN
+                -tr TRAINER   (done: postprocessing.json newer than the five checkpoints)
+  6 predict   nnUNet_predict -i .../TaskNNN_Name/imagesTs -o PRED_ROOT/TaskXX_Name -t NNN
+                -m 3d_fullres -tr TRAINER -f FOLDS
+              done: a prediction for every test image of the Decathlon dataset.json, none older
+              than the model (checkpoints, postprocessing.json); older ones are redone with
+              --overwrite_existing
+
+resume: rerun the same command after an interruption or a failure; finished steps print
+"[skip] <step>: <why>" and the rest continue. --dry_run shows what would run now. A step is
+judged by its own outputs only: delete them to redo it (e.g. after changing the pretraining).
+PRED_ROOT/TaskXX_Name is the layout nnUNet_genesis_submission -i PRED_ROOT reads.
+--verify_dataset_integrity is off by default: the Decathlon data are what nnU-Net was built on,
+and the check stops planning on header differences nnU-Net's author advises ignoring.
+The stock converter deletes hidden files ('._*' and other names starting with '.') from the
+Decathlon folder's imagesTr, labelsTr and imagesTs.""")
+    parser.add_argument("-i", "--input", dest="decathlon_dir", required=True, metavar="DECATHLON_TASK_DIR",
+                        help="a Decathlon task folder as downloaded, e.g. /data/Task03_Liver (imagesTr, labelsTr, "
+                             "imagesTs, dataset.json)")
+    parser.add_argument("-t", "--task_id", type=int, default=None, metavar="TASK_ID",
+                        help="nnU-Net task id NNN (default: the Decathlon number, Task03_Liver -> 3 -> "
+                             "Task003_Liver)")
+    parser.add_argument("-f", "--folds", nargs="+", default=[str(f) for f in DEFAULT_FOLDS], metavar="FOLD",
+                        help="folds to fine-tune and to predict with (default: 0 1 2 3 4; 'all' trains on every "
+                             "case)")
+    parser.add_argument("--pretrain_task_id", type=int, default=None, metavar="ID",
+                        help="id MMM of the pretraining task TaskMMM_Genesis<Name> (default TASK_ID + 500, or "
+                             "TASK_ID - 500 when TASK_ID > 500)")
+    parser.add_argument("--unlabeled", nargs="+", default=[], metavar="EXTRA_SOURCE",
+                        help="more unlabeled volumes to pretrain on besides the task's own imagesTr and imagesTs: "
+                             "other task folders, plain folders or files (see nnUNet_genesis_prepare -h)")
+    parser.add_argument("--pretrainer", default=DEFAULT_PRETRAINER,
+                        help="pretraining trainer class (default %(default)s)")
+    parser.add_argument("--trainer", default=DEFAULT_TRAINER,
+                        help="fine-tuning trainer class (default %(default)s)")
+    parser.add_argument("-p", "--plans_identifier", default=DEFAULT_PLANS_IDENTIFIER,
+                        help="plans identifier (default %(default)s; the plan step runs nnU-Net's default planners, "
+                             "other identifiers must exist already)")
+    parser.add_argument("--pred_root", default=DEFAULT_PRED_ROOT,
+                        help="predictions go to PRED_ROOT/TaskXX_Name (default ./%(default)s)")
+    parser.add_argument("--stop_after", choices=STEP_NAMES, default=None,
+                        help="stop after this step")
+    parser.add_argument("--dry_run", action="store_true",
+                        help="print the commands the files on disk call for now, run nothing")
+    parser.add_argument("-np", "--num_processes", type=int, default=2, metavar="N",
+                        help="worker processes for conversion, preprocessing, preparation and prediction "
+                             "(default %(default)s)")
+    parser.add_argument("--plan_2d", action="store_true",
+                        help="also plan and preprocess nnU-Net's 2D configuration (not used by this pipeline)")
+    parser.add_argument("--verify_dataset_integrity", action="store_true",
+                        help="pass --verify_dataset_integrity to nnUNet_plan_and_preprocess")
+    args = parser.parse_args(argv)
+    try:
+        run_task(args.decathlon_dir, task_id=args.task_id, folds=args.folds, pretrain_task_id=args.pretrain_task_id,
+                 unlabeled=args.unlabeled, pretrainer=args.pretrainer, trainer=args.trainer,
+                 plans_identifier=args.plans_identifier, pred_root=args.pred_root, stop_after=args.stop_after,
+                 dry_run=args.dry_run, num_processes=args.num_processes, plan_2d=args.plan_2d,
+                 verify_dataset_integrity=args.verify_dataset_integrity)
+    except PipelineConfigError as error:
+        print("nnUNet_genesis_run_task: error: %s" % error, file=sys.stderr)
+        return 2
+    except PipelineError as error:
+        print("nnUNet_genesis_run_task: %s" % error, file=sys.stderr)
+        return 1
+    return 0
 
 
 def demo_main(argv=None):
-    """nnUNet_genesis_demo (to be written)."""
-    raise NotImplementedError
+    """nnUNet_genesis_demo: the whole pipeline on real data shipped with pip (see competition/demo.py).
+    Exit status: 0 done, 1 a step failed."""
+    from competition.demo import DemoError, run_demo
+    from competition.pipeline import PipelineConfigError, PipelineError
+    parser = argparse.ArgumentParser(
+        prog="nnUNet_genesis_demo",
+        description="Build a small Decathlon-format brain tissue task from the MNI152 template shipped with "
+                    "nilearn, then on CPU: Models Genesis pretraining, fine-tuning from the pretrained weights "
+                    "and, with the same budget, from scratch, prediction of the test images, a validated "
+                    "submission zip, and the evaluation and comparison of both runs. About 10 minutes on 2 "
+                    "cores. Running it again on the same folder resumes.")
+    parser.add_argument("-o", "--output", default="demo_output", help="output folder (default ./demo_output); "
+                        "must be new, empty, or an earlier demo's")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the training budget (default 1; "
+                        "e.g. 0.2 for a quick smoke run, 5 for a more telling comparison)")
+    args = parser.parse_args(argv)
+    try:
+        run_demo(args.output, scale=args.scale)
+    except (DemoError, PipelineConfigError, PipelineError) as error:
+        print("nnUNet_genesis_demo: error: %s" % error, file=sys.stderr)
+        return 1
+    return 0

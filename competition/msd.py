@@ -3,6 +3,8 @@
 Counts and names of test cases are *not* listed here on purpose: they are read from each
 task's ``dataset.json`` (its ``test`` list), as the Decathlon distributes it.
 """
+import json
+import os
 from dataclasses import dataclass
 from typing import Dict, Optional
 
@@ -49,3 +51,16 @@ def find_msd_task(name_or_number) -> MSDTask:
                 (key.isdigit() and int(key) == task.number):
             return task
     raise KeyError("%r is not one of the ten Decathlon tasks (%s)" % (name_or_number, ", ".join(MSD_TASKS)))
+
+
+def task_from_dataset_json(task_dir, nsd_tolerance_mm=None) -> MSDTask:
+    """An MSDTask for a Decathlon-format folder ``TaskXX_Name`` that is not one of the ten (for example
+    the demo's), read from its dataset.json (modality and labels), so the same submission and
+    evaluation rules apply to it."""
+    name = os.path.basename(os.path.normpath(task_dir))
+    if not (name.startswith("Task") and name[4:6].isdigit() and name[6:7] == "_"):
+        raise ValueError("%s: a Decathlon task folder is named TaskXX_Name" % task_dir)
+    with open(os.path.join(task_dir, "dataset.json")) as f:
+        dataset = json.load(f)
+    return MSDTask(int(name[4:6]), name, {int(k): v for k, v in dataset["modality"].items()},
+                   {int(k): v for k, v in dataset["labels"].items()}, nsd_tolerance_mm)

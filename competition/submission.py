@@ -17,7 +17,8 @@ faults. A problem names the file (or folder) and the fault. The rules, per selec
   ``imagesTs`` (the geometry reference);
 * one prediction per test image, named exactly like it; no other file or folder in the prediction
   folder (an extra is an error: a misnamed case is easier to spot that way). Tolerated, with a
-  warning, are the by-products ``nnUNet_predict`` itself writes there: ``plans.pkl`` and, with
+  warning, are the by-products ``nnUNet_predict`` itself writes there: ``plans.pkl``,
+  ``prediction_time.txt``, ``postprocessing.json`` and, with
   ``--save_npz``, ``<case>.npz`` / ``<case>.pkl`` of a test case. They never go into the zip;
 * a ``.gz`` prediction really is gzip-compressed (SimpleITK reads a mislabelled plain file,
   nibabel and gzip do not);
@@ -59,8 +60,10 @@ GEOMETRY_TOLERANCE = 1e-4
 INTEGER_PIXEL_IDS = frozenset([sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16,
                                sitk.sitkUInt32, sitk.sitkInt32, sitk.sitkUInt64, sitk.sitkInt64])
 
-# What nnUNet_predict leaves in its output folder besides the label maps (see module docstring).
-NNUNET_PLANS_FILE = "plans.pkl"
+# What nnUNet_predict leaves in its output folder besides the label maps (see module docstring):
+# plans.pkl (predict.py), prediction_time.txt (predict_simple.py), postprocessing.json (predict.py,
+# when the model folder has one, e.g. after five folds).
+NNUNET_BY_PRODUCT_FILES = ("plans.pkl", "prediction_time.txt", "postprocessing.json")
 NNUNET_SOFTMAX_SUFFIXES = (".npz", ".pkl")
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -273,14 +276,16 @@ def _first_line(error: Exception) -> str:
 
 def resolve_tasks(tasks: Optional[Iterable]) -> Tuple[List[MSDTask], List[Problem]]:
     """Tasks to submit, ordered by number: all ten when ``tasks`` is None, else those named (Decathlon
-    name, nnU-Net name, short name or number). Unknown names become problems."""
+    name, nnU-Net name, short name or number) or given as MSDTask objects (see
+    ``competition.msd.task_from_dataset_json`` for tasks outside the ten). Unknown names become problems."""
     if tasks is None:
         return sorted(MSD_TASKS.values(), key=lambda t: t.number), []
     tasks = list(tasks)
     found, problems = {}, []
     for key in tasks:
         try:
-            task = find_msd_task(key)
+            # an MSDTask object: a Decathlon-format task of one's own (e.g. the demo's), same rules
+            task = key if isinstance(key, MSDTask) else find_msd_task(key)
         except KeyError as error:
             problems.append(Problem("--tasks", error.args[0]))
             continue
@@ -342,7 +347,7 @@ def _extra_fault(name: str, expected: Sequence[str]) -> str:
 
 
 def _is_nnunet_by_product(name: str, expected_cases: Sequence[str]) -> bool:
-    if name == NNUNET_PLANS_FILE:
+    if name in NNUNET_BY_PRODUCT_FILES:
         return True
     stems = {case[:-len(".nii.gz")] for case in expected_cases if case.endswith(".nii.gz")}
     return any(name.endswith(suffix) and name[:-len(suffix)] in stems for suffix in NNUNET_SOFTMAX_SUFFIXES)

@@ -1,0 +1,49 @@
+"""The demo's budget, as thin subclasses (nnU-Net's way of making variants).
+
+Pretraining, Genesis fine-tuning and scratch training share one budget per run so that the
+comparison is fair: the fine-tuning and scratch runs see the same number of iterations, data and
+schedule; only the starting weights differ. ``NNUNET_GENESIS_DEMO_SCALE`` (default 1) multiplies
+the epochs (and, below 1, the iterations per epoch), for a quicker smoke run (tests) or a longer,
+more telling one.
+"""
+import os
+
+from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
+
+from nnunet_genesis.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain
+
+
+def _scale():
+    return float(os.environ.get("NNUNET_GENESIS_DEMO_SCALE", "1"))
+
+
+def _epochs(default):
+    return max(1, int(round(default * _scale())))
+
+
+def _iterations(default):
+    return max(2, int(round(default * min(1.0, _scale()))))
+
+
+class DemoBudget:
+    pretraining = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_num_epochs = _epochs(4 if self.pretraining else 6)
+        self.num_batches_per_epoch = _iterations(10)
+        self.num_val_batches_per_epoch = _iterations(2)
+        self.save_every = 1
+
+
+class nnUNetTrainerV2_GenesisPretrain_Demo(DemoBudget, nnUNetTrainerV2_GenesisPretrain):
+    pretraining = True
+    genesis_preview_every = 1
+
+
+class nnUNetTrainerV2_Genesis_Demo(DemoBudget, nnUNetTrainerV2_Genesis):
+    genesis_warmup_epochs = 1
+
+
+class nnUNetTrainerV2_Scratch_Demo(DemoBudget, nnUNetTrainerV2):
+    pass

@@ -1,0 +1,174 @@
+"""Issue 4 end to end, with the stock console scripts only:
+
+nnUNet_genesis_prepare (Decathlon imagesTr + imagesTs, plus a folder with a LUNA16-style .mhd volume
+and a corrupt .nii.gz) -> nnUNet_train 3d_fullres <tiny GenesisPretrain> TaskMMM all (2 epochs)
+-> nnUNet_train 3d_fullres <tiny Genesis> Task901 0 -pretrained_weights model_final_checkpoint.model
+-> nnUNet_predict. Plus: an interrupted pretraining resumes with -c.
+"""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from nnunet_genesis.checkpoints import read_checkpoint_file
+from tests.conftest import run_stock, stock_command, subprocess_env
+
+PRETRAIN_TASK_ID = 921
+
+TINY_TRAINERS = '''
+import os
+import time
+from nnunet_genesis.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain
+
+
+class GenesisPretrain_Tiny(nnUNetTrainerV2_GenesisPretrain):
+    genesis_preview_every = 1
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_num_epochs = int(os.environ.get("TINY_EPOCHS", 2))
+        self.num_batches_per_epoch = 2
+        self.num_val_batches_per_epoch = 1
+        self.save_every = 1  # model_latest after every epoch, so an interruption loses at most one
+
+    def on_epoch_end(self):
+        keep_going = super().on_epoch_end()  # saves model_latest (save_every = 1)
+        if os.environ.get("TINY_HANG_AFTER_EPOCH") == str(self.epoch):
+            # stand still until the test kills the whole process group, like a preempted job
+            open(os.environ["TINY_HANG_MARKER"], "w").close()
+            time.sleep(600)
+        return keep_going
+
+
+class GenesisPretrain_TinyResume(GenesisPretrain_Tiny):
+    pass
+
+
+class Genesis_Tiny(nnUNetTrainerV2_Genesis):
+    genesis_warmup_epochs = 1
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_num_epochs = 2
+        self.num_batches_per_epoch = 2
+        self.num_val_batches_per_epoch = 1
+'''
+
+
+def results_folder(configuration, task, trainer, fold):
+    return os.path.join(os.environ["RESULTS_FOLDER"], "nnUNet", configuration, task,
+                        trainer + "__nnUNetPlansv2.1", fold)
+
+
+def write_luna_like_folder(folder, reference_image):
+    """A LUNA16-style .mhd/.raw volume (resampled CT content) and a corrupt .nii.gz."""
+    os.makedirs(folder, exist_ok=True)
+    image = sitk.ReadImage(reference_image)
+    image.SetSpacing([s * 0.9 for s in image.GetSpacing()])  # another scanner's spacing
+    sitk.WriteImage(sitk.Cast(image, sitk.sitkInt16), os.path.join(folder, "1.3.6.1.4.1.14519.mhd"))
+    with open(os.path.join(folder, "corrupt.nii.gz"), "wb") as f:
+        f.write(b"\x1f\x8b\x08\x00 this is not a complete gzip stream")
+
+
+@pytest.fixture(scope="module")
+def pretrained(ct_task, tmp_path_factory):
+    root = tmp_path_factory.mktemp("pretrain")
+    ext = root / "ext"
+    ext.mkdir()
+    (ext / "tiny_genesis.py").write_text(TINY_TRAINERS)
+    env = subprocess_env(nnUNet_extTrainer=str(ext))
+    extra = str(root / "luna_like")
+    first_test_image = sorted(os.listdir(os.path.join(ct_task.decathlon_dir, "imagesTs")))[0]
+    write_luna_like_folder(extra, os.path.join(ct_task.decathlon_dir, "imagesTs", first_test_image))
+
+    prepare_log = run_stock([stock_command("nnUNet_genesis_prepare"), "-t", ct_task.task_name,
+                             "-i", ct_task.decathlon_dir, extra, "-o", PRETRAIN_TASK_ID], env=env)
+    task = [l for l in os.listdir(os.environ["nnUNet_preprocessed"]) if l.startswith("Task%d_" % PRETRAIN_TASK_ID)]
+    assert len(task) == 1, task
+    pretrain_task = task[0]
+    pretrain_log = run_stock([stock_command("nnUNet_train"), "3d_fullres", "GenesisPretrain_Tiny", pretrain_task,
+                              "all"], env=env, timeout=1200)
+    return dict(root=root, env=env, prepare_log=prepare_log, pretrain_log=pretrain_log,
+                pretrain_task=pretrain_task, extra=extra,
+                pretrain_fold=results_folder("3d_fullres", pretrain_task, "GenesisPretrain_Tiny", "all"))
+
+
+def test_prepare_reports_the_corrupt_file_and_uses_the_rest(pretrained, ct_task):
+    report_file = os.path.join(os.environ["nnUNet_raw_data_base"], "nnUNet_raw_data", pretrained["pretrain_task"],
+                               "prepare_report.json")
+    with open(report_file) as f:
+        report = json.load(f)
+    skipped = {os.path.basename(s["file"]): s["reason"] for s in report["skipped"]}
+    assert "corrupt.nii.gz" in skipped and skipped["corrupt.nii.gz"]
+    n_decathlon = len(os.listdir(os.path.join(ct_task.decathlon_dir, "imagesTr"))) + \
+        len(os.listdir(os.path.join(ct_task.decathlon_dir, "imagesTs")))
+    assert len(report["cases"]) == n_decathlon + 1  # + the .mhd volume
+    assert any(f.endswith(".mhd") for c in report["cases"] for f in c["files"])
+    assert "nnUNet_train 3d_fullres nnUNetTrainerV2_GenesisPretrain %s all" % pretrained["pretrain_task"] \
+        in pretrained["prepare_log"]
+
+
+def test_pretraining_writes_checkpoint_previews_and_restoration_scores(pretrained):
+    fold = pretrained["pretrain_fold"]
+    for name in ("model_final_checkpoint.model", "model_final_checkpoint.model.pkl", "progress.png",
+                 "restoration_preview.png"):
+        assert os.path.isfile(os.path.join(fold, name)), name
+    with open(os.path.join(fold, "validation_restoration", "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["cases"] and np.isfinite(summary["mean_mse"])
+    assert any(f.endswith(".png") for f in os.listdir(os.path.join(fold, "validation_restoration")))
+    assert not os.path.isdir(os.path.join(fold, "validation_raw"))  # no segmentation export
+
+
+def test_pretrained_checkpoint_fine_tunes_with_full_transfer_and_predicts(pretrained, ct_task, tmp_path):
+    weights = os.path.join(pretrained["pretrain_fold"], "model_final_checkpoint.model")
+    run_stock([stock_command("nnUNet_train"), "3d_fullres", "Genesis_Tiny", ct_task.task_name, "0",
+               "-pretrained_weights", weights], env=pretrained["env"], timeout=1200)
+    fold = results_folder("3d_fullres", ct_task.task_name, "Genesis_Tiny", "fold_0")
+    with open(os.path.join(fold, "transfer_report.json")) as f:
+        report = json.load(f)
+    assert report["encoder_fraction"] == 1.0 and report["decoder_fraction"] == 1.0
+    assert all(e["status"] == "loaded" for e in report["entries"] if e["part"] in ("encoder", "decoder"))
+
+    out = tmp_path / "pred"
+    images_ts = os.path.join(ct_task.raw_dir, "imagesTs")
+    run_stock([stock_command("nnUNet_predict"), "-i", images_ts, "-o", str(out), "-t", ct_task.task_name,
+               "-m", "3d_fullres", "-tr", "Genesis_Tiny", "-f", "0"], env=pretrained["env"])
+    n_test = len([f for f in os.listdir(images_ts) if f.endswith("_0000.nii.gz")])
+    assert len([f for f in os.listdir(out) if f.endswith(".nii.gz")]) == n_test > 0
+
+
+def test_interrupted_pretraining_resumes_with_c(pretrained):
+    marker = str(pretrained["root"] / "hanging")
+    env = dict(pretrained["env"], TINY_EPOCHS="3", TINY_HANG_AFTER_EPOCH="1", TINY_HANG_MARKER=marker)
+    task, fold = pretrained["pretrain_task"], "all"
+    # its own trainer name, hence its own output folder, next to the finished run of the other tests
+    base = [stock_command("nnUNet_train"), "3d_fullres", "GenesisPretrain_TinyResume", task, fold]
+    process = subprocess.Popen(base, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.time() + 900
+        while not os.path.exists(marker) and process.poll() is None and time.time() < deadline:
+            time.sleep(0.5)
+        assert os.path.exists(marker), "the run ended or timed out before its first epochs"
+    finally:  # kill -9 of the trainer and its data-augmentation workers
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    out_folder = results_folder("3d_fullres", task, "GenesisPretrain_TinyResume", fold)
+    assert not os.path.isfile(os.path.join(out_folder, "model_final_checkpoint.model"))
+    interrupted = read_checkpoint_file(os.path.join(out_folder, "model_latest.model"))
+    assert interrupted["epoch"] == 2  # epochs 0 and 1 done
+
+    env.pop("TINY_HANG_AFTER_EPOCH")
+    log = run_stock(base + ["-c"], env=env, timeout=1200)
+    final = read_checkpoint_file(os.path.join(out_folder, "model_final_checkpoint.model"))
+    assert final["epoch"] == 3
+    # the resumed run continued the interrupted one: its first two epochs' losses are kept
+    assert list(final["plot_stuff"][0][:2]) == list(interrupted["plot_stuff"][0])
+    assert "epoch:  2" in log and "epoch:  0" not in log

@@ -36,11 +36,20 @@ def full_resolution(output):
 
 
 class RestorationLoss(nn.Module):
-    """MSE between the full-resolution output and the original patch (see module doc)."""
+    """MSE between the full-resolution output and the original patch (see module doc).
+
+    The lower-resolution deep-supervision outputs enter with weight 0: their gradients are exactly
+    zero, but every parameter takes part in the graph, which DistributedDataParallel requires
+    (it fails on parameters that produced no gradient).
+    """
 
     def forward(self, output, target):
         target = full_resolution(target)
-        return nn.functional.mse_loss(full_resolution(output).float(), target.float())
+        loss = nn.functional.mse_loss(full_resolution(output).float(), target.float())
+        if isinstance(output, (tuple, list)):
+            for low_resolution in output[1:]:
+                loss = loss + 0.0 * low_resolution.sum()
+        return loss
 
 
 def restoration_scores(restored: np.ndarray, original: np.ndarray) -> Dict[str, float]:

@@ -197,9 +197,9 @@ def shuffle_windows(source: np.ndarray, out: np.ndarray, origins: np.ndarray, si
     hundred groups for 10,000 windows, one python iteration each) and written group after
     group, the groups in random order, each group in the order drawn. The winner is still
     uniformly random, except among covering windows of equal volume (2 % of the voxels covered
-    more than once on 128^3, 17 % on 64x64x32), where the lone volume is favoured; the fraction
-    of voxels changed and the mean absolute change match the published loop's within 0.1 %
-    (benchmarks/transforms.py).
+    more than once on 128^3, 17 % on 64x64x32), where the lone volume is favoured; over 200
+    patches of 64x64x32 the fraction of voxels changed and the mean absolute change match the
+    published loop's within 0.1 % (benchmarks/transforms.py).
 
     Memory: window voxel indices are built for at most ``batch_voxels`` voxels at a time
     (default: a quarter of the patch), 8 bytes each.
@@ -644,7 +644,7 @@ class GenesisTransform(GenesisRandomTransform):
     """The Models Genesis distortion: ``data`` (B, C, Z, Y, X) in; ``data`` = distorted and
     ``target`` = original (after the paired flip) out.
 
-    Per sample, as published: paired flip (3 rounds of p 0.4); then, per channel, local pixel
+    Per sample, as published: paired flip (up to 3 rounds of p 0.4); then, per channel, local pixel
     shuffling (p 0.5); the non-linear intensity map (p 0.9); painting (p ``p_paint`` = 0.9):
     in-painting with probability ``p_inpaint`` = 0.2, else out-painting. Each channel draws its
     own decisions and parameters; every step works in the range [min, max] of the original

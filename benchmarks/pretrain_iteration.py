@@ -11,6 +11,7 @@ The target of issue 4: Genesis / stock <= 1.15.
 """
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -82,6 +83,13 @@ def main():
     args = parser.parse_args()
 
     root = tempfile.mkdtemp(prefix="genesis_bench_")
+    try:
+        run(root, args)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)  # our own temporary workspace
+
+
+def run(root, args):
     set_up_workspace(root, args.workers)
     task, pretrain_task = prepare_tasks(root)
 
@@ -105,7 +113,6 @@ def main():
         print("%-34s %12.3f %12.3f" % (name, statistics.median(times[name]), statistics.mean(times[name])))
     ratio = statistics.median(times[names[1]]) / statistics.median(times[names[0]])
     print("ratio Genesis / stock (medians): %.3f  (target <= 1.15: %s)" % (ratio, "OK" if ratio <= 1.15 else "ABOVE"))
-    print("workspace (delete when done): %s" % root)
 
 
 if __name__ == "__main__":

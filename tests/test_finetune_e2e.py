@@ -115,3 +115,19 @@ def test_predict_writes_test_images_grid(finetuned, ct_task, tmp_path):
         np.testing.assert_allclose(pred.GetDirection(), image.GetDirection(), atol=1e-6)
         labels = set(np.unique(sitk.GetArrayFromImage(pred)).tolist())
         assert labels <= {0, 1, 2}
+
+
+def test_stock_ensembling_takes_our_trainers_predictions(finetuned, ct_task, tmp_path):
+    """nnUNet_ensemble works on prediction folders (softmax .npz + plans.pkl), whatever trainer made them."""
+    images_ts = os.path.join(ct_task.raw_dir, "imagesTs")
+    folders = []
+    for step in ("0.5", "1"):  # two differently predicted softmax sets of the same model
+        out = tmp_path / ("pred_step_" + step)
+        run_stock([stock_command("nnUNet_predict"), "-i", images_ts, "-o", str(out), "-t", ct_task.task_name,
+                   "-m", "3d_fullres", "-tr", "nnUNetTrainerV2_Genesis_Tiny", "-f", "0", "--save_npz",
+                   "--step_size", step], env=finetuned["env"])
+        folders.append(str(out))
+    ensembled = tmp_path / "ensembled"
+    run_stock([stock_command("nnUNet_ensemble"), "-f", *folders, "-o", str(ensembled)], env=finetuned["env"])
+    expected = {f[:-len("_0000.nii.gz")] + ".nii.gz" for f in os.listdir(images_ts) if f.endswith("_0000.nii.gz")}
+    assert expected and expected <= set(os.listdir(ensembled))

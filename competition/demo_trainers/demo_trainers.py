@@ -30,7 +30,7 @@ class DemoBudget:
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.max_num_epochs = _epochs(4 if self.pretraining else 6)
+        self.max_num_epochs = _epochs(10 if self.pretraining else 6)
         self.num_batches_per_epoch = _iterations(10)
         self.num_val_batches_per_epoch = _iterations(2)
         self.save_every = 1

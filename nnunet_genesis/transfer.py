@@ -102,7 +102,6 @@ import pickle
 import re
 from collections.abc import Mapping
 
-import numpy as np
 import torch
 from torch import nn
 

@@ -10,7 +10,6 @@ import textwrap
 import zipfile
 
 import numpy as np
-import pytest
 import torch
 
 from tests.conftest import subprocess_env

@@ -14,7 +14,6 @@ import time
 import numpy as np
 import pytest
 import SimpleITK as sitk
-import torch
 
 from nnunet_genesis.checkpoints import read_checkpoint_file
 from tests.conftest import run_stock, stock_command, subprocess_env

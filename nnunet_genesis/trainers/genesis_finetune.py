@@ -17,9 +17,7 @@ nnUNet_predict, nnUNet_find_best_configuration and nnUNet_ensemble treat it like
 Variants are thin subclasses that change the class attributes, as nnU-Net does for its own
 variants (see ``nnUNetTrainerV2_GenesisEncoder``).
 """
-import torch
 from batchgenerators.utilities.file_and_folder_operations import join, maybe_mkdir_p
-from nnunet.training.network_training.nnUNetTrainer import nnUNetTrainer
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 from nnunet.training.network_training.nnUNetTrainerV2_DDP import nnUNetTrainerV2_DDP
 
@@ -132,4 +130,3 @@ class nnUNetTrainerV2_Genesis_DDP(GenesisFineTuneMixin, CpuCapableDDPMixin, nnUN
     """``nnUNet_train_DDP ... nnUNetTrainerV2_Genesis_DDP TASK FOLD -pretrained_weights W``"""
 
 
-assert issubclass(nnUNetTrainerV2_Genesis, nnUNetTrainer)

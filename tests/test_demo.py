@@ -1,0 +1,38 @@
+"""The README's main job, nnUNet_genesis_demo, run as a user runs it (console script), on a small budget."""
+import os
+import subprocess
+import zipfile
+
+from tests.conftest import stock_command, subprocess_env
+
+
+def run_demo(out_dir, *extra):
+    return subprocess.run([stock_command("nnUNet_genesis_demo"), "-o", str(out_dir), *map(str, extra)],
+                          env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=1500)
+
+
+def test_demo_runs_end_to_end_and_resumes(tmp_path):
+    out = tmp_path / "demo"
+    first = run_demo(out, "--scale", "0.2")
+    assert first.returncode == 0, first.stdout[-4000:]
+    assert "MISSING" not in first.stdout
+    # the validated submission holds one prediction per test image, named like it
+    test_images = sorted(os.listdir(out / "decathlon" / "Task11_BrainTissueDemo" / "imagesTs"))
+    with zipfile.ZipFile(out / "submission.zip") as z:
+        assert sorted(z.namelist()) == ["Task11_BrainTissueDemo/" + name for name in test_images]
+    table = (out / "comparison" / "compare.md").read_text()
+    for row in ("1 grey matter | Dice", "2 white matter | NSD"):
+        assert row in table and row in first.stdout
+    assert (out / "comparison" / "compare.png").stat().st_size > 0
+
+    again = run_demo(out, "--scale", "0.2")  # resumes: every pipeline step is found done
+    assert again.returncode == 0, again.stdout[-4000:]
+    assert again.stdout.count("[skip] ") >= 8
+
+
+def test_demo_refuses_a_folder_that_is_not_its_own(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    done = run_demo(tmp_path)
+    assert done.returncode == 1 and str(tmp_path) in done.stdout
+    assert (tmp_path / "precious.txt").read_text() == "keep me" and os.listdir(tmp_path) == ["precious.txt"]

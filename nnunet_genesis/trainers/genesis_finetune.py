@@ -25,11 +25,12 @@ from nnunet_genesis.finetuning import (TRANSFERRED, parameter_groups, transferre
                                        warmup_lr_scale)
 from nnunet_genesis.integration import register_pretrained_weights_handler
 from nnunet_genesis.trainers.ddp import CpuCapableDDPMixin
+from nnunet_genesis.trainers.fail_fast import FailFastMixin
 
 TRANSFER_REPORT_FILE = "transfer_report.json"
 
 
-class GenesisFineTuneMixin:
+class GenesisFineTuneMixin(FailFastMixin):
     # --- what a variant may change -------------------------------------------------------
     genesis_transfer_mode = "encoder+decoder"  # or "encoder"
     genesis_min_encoder_fraction = 0.5         # below this the transfer is refused ...

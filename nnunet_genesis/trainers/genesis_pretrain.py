@@ -31,9 +31,10 @@ from nnunet.training.network_training.nnUNetTrainerV2_DDP import nnUNetTrainerV2
 from nnunet_genesis.pretraining import (RestorationAccumulator, RestorationLoss, central_patch,
                                         genesis_augmentation, restore_patch, validate_restoration)
 from nnunet_genesis.trainers.ddp import CpuCapableDDPMixin
+from nnunet_genesis.trainers.fail_fast import FailFastMixin
 
 
-class GenesisPretrainMixin:
+class GenesisPretrainMixin(FailFastMixin):
     genesis_transform_kwargs = {}     # GenesisTransform arguments (defaults: the published values)
     genesis_preview_every = 50        # epochs, like nnU-Net's checkpoint interval
     genesis_validation_cases = 20     # whole validation cases scored by validate()

@@ -50,7 +50,7 @@ def test_ddp_pretraining_then_ddp_fine_tuning(ct_task, ddp_env):
                "-o", PRETRAIN_TASK_ID], env=ddp_env)
     pretrain_task = [t for t in os.listdir(os.environ["nnUNet_preprocessed"])
                      if t.startswith("Task%d_" % PRETRAIN_TASK_ID)][0]
-    log = run_stock(torchrun("3d_fullres", "GenesisPretrain_DDP_Tiny", pretrain_task, "all", "--fp32"),
+    log = run_stock(torchrun("3d_fullres", "GenesisPretrain_DDP_Tiny", pretrain_task, "all"),
                     env=ddp_env, timeout=1200)
     results = os.path.join(os.environ["RESULTS_FOLDER"], "nnUNet", "3d_fullres")
     pretrain_fold = os.path.join(results, pretrain_task, "GenesisPretrain_DDP_Tiny__nnUNetPlansv2.1", "all")
@@ -61,7 +61,7 @@ def test_ddp_pretraining_then_ddp_fine_tuning(ct_task, ddp_env):
     assert os.path.isfile(os.path.join(pretrain_fold, "validation_restoration", "summary.json"))
     assert "DistributedDataParallel" in log
 
-    run_stock(torchrun("3d_fullres", "Genesis_DDP_Tiny", ct_task.task_name, "0", "--fp32",
+    run_stock(torchrun("3d_fullres", "Genesis_DDP_Tiny", ct_task.task_name, "0",
                        "-pretrained_weights", weights), env=ddp_env, timeout=1200)
     fold = os.path.join(results, ct_task.task_name, "Genesis_DDP_Tiny__nnUNetPlansv2.1", "fold_0")
     with open(os.path.join(fold, "transfer_report.json")) as f:

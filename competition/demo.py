@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+from competition.pipeline import format_seconds
+
 DEMO_TASK = "Task11_BrainTissueDemo"
 TASK_ID = 11
 PRETRAIN_TASK_ID = 511
@@ -95,11 +97,7 @@ class Console:
         print(message, file=self.stream, flush=True)
 
     def stage(self, number, total, title):
-        self("\n=== [%d/%d] %s   (elapsed %s)" % (number, total, title, _minutes(time.time() - self.start)))
-
-
-def _minutes(seconds):
-    return "%d:%02d" % (seconds // 60, seconds % 60)
+        self("\n=== [%d/%d] %s   (elapsed %s)" % (number, total, title, format_seconds(time.time() - self.start)))
 
 
 def _run(command, env, say):
@@ -121,19 +119,14 @@ def train_and_predict_from_scratch(env, task_name, decathlon_task, pred_dir, say
         resume = ["-c"] if os.path.isfile(os.path.join(fold_dir, "model_latest.model")) else []
         _run([os.path.join(bin_dir, "nnUNet_train"), "3d_fullres", SCRATCH_TRAINER, task_name, str(FOLD)] + resume,
              env, say)
-    expected = _test_case_files(decathlon_task)
+    from competition.submission import read_test_cases
+    expected, _ = read_test_cases(os.path.join(decathlon_task, "dataset.json"))
     if all(os.path.isfile(os.path.join(pred_dir, f)) for f in expected):
         say("[skip] scratch prediction: all %d test cases predicted in %s" % (len(expected), pred_dir))
     else:
         images_ts = os.path.join(env["nnUNet_raw_data_base"], "nnUNet_raw_data", task_name, "imagesTs")
         _run([os.path.join(bin_dir, "nnUNet_predict"), "-i", images_ts, "-o", pred_dir, "-t", task_name,
               "-m", "3d_fullres", "-tr", SCRATCH_TRAINER, "-f", str(FOLD)], env, say)
-
-
-def _test_case_files(decathlon_task):
-    import json
-    with open(os.path.join(decathlon_task, "dataset.json")) as f:
-        return [os.path.basename(p) for p in json.load(f)["test"]]
 
 
 def run_demo(out_dir="demo_output", scale=1.0, stream=None):
@@ -221,7 +214,7 @@ def run_demo(out_dir="demo_output", scale=1.0, stream=None):
             "predictions": os.path.join(out_dir, "predictions"),
             "nnU-Net log": nnunet_log,
         }
-        say("\n=== outputs   (total time %s)" % _minutes(time.time() - start))
+        say("\n=== outputs   (total time %s)" % format_seconds(time.time() - start))
         for what, path in outputs.items():
             say("  %-32s %s%s" % (what, path, "" if os.path.exists(path) else "   (MISSING)"))
     return {"outputs": outputs, "comparison": comparison, "seconds": time.time() - start}

@@ -5,7 +5,7 @@ from batchgenerators.dataloading.data_loader import SlimDataLoaderBase
 from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
 from batchgenerators.transforms.abstract_transforms import Compose
 
-from nnunet_genesis.trainers.fail_fast import FailFastMixin, stop_augmentation_workers
+from nnunet_genesis.trainers.base import GenesisTrainerBase, stop_augmentation_workers
 
 
 class EndlessLoader(SlimDataLoaderBase):
@@ -22,7 +22,7 @@ class Crashing:
         raise ValueError("deliberate crash")
 
 
-class CrashingTrainer(FailFastMixin, Crashing):
+class CrashingTrainer(GenesisTrainerBase, Crashing):
     def __init__(self):
         self.tr_gen = MultiThreadedAugmenter(EndlessLoader(), Compose([]), 2, 2)
         self.val_gen = None

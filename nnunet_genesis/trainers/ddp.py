@@ -14,7 +14,6 @@ import os
 
 import torch
 import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 
 import nnunet.training.network_training.nnUNetTrainerV2_DDP as nnunet_ddp_module
 
@@ -52,7 +51,3 @@ class CpuCapableDDPMixin:
         with _cpu_capable_distributed():
             return super().initialize(training, force_load_plans)
 
-
-def unwrap(network):
-    """The plain network inside a DistributedDataParallel wrapper (or the network itself)."""
-    return network.module if isinstance(network, DistributedDataParallel) else network

@@ -25,12 +25,12 @@ from nnunet_genesis.finetuning import (TRANSFERRED, parameter_groups, transferre
                                        warmup_lr_scale)
 from nnunet_genesis.integration import register_pretrained_weights_handler
 from nnunet_genesis.trainers.ddp import CpuCapableDDPMixin
-from nnunet_genesis.trainers.fail_fast import FailFastMixin
+from nnunet_genesis.trainers.base import GenesisTrainerBase
 
 TRANSFER_REPORT_FILE = "transfer_report.json"
 
 
-class GenesisFineTuneMixin(FailFastMixin):
+class GenesisFineTuneMixin(GenesisTrainerBase):
     # --- what a variant may change -------------------------------------------------------
     genesis_transfer_mode = "encoder+decoder"  # or "encoder"
     genesis_min_encoder_fraction = 0.5         # below this the transfer is refused ...
@@ -43,10 +43,6 @@ class GenesisFineTuneMixin(FailFastMixin):
     transferred_parameter_names = ()
 
     # --- hooks -----------------------------------------------------------------------------
-    @property
-    def plain_network(self):
-        """The Generic_UNet, also when DDP has wrapped it."""
-        return getattr(self.network, "module", self.network)
 
     def initialize_network(self):
         super().initialize_network()

@@ -31,10 +31,10 @@ from nnunet.training.network_training.nnUNetTrainerV2_DDP import nnUNetTrainerV2
 from nnunet_genesis.pretraining import (RestorationAccumulator, RestorationLoss, central_patch,
                                         genesis_augmentation, restore_patch, validate_restoration)
 from nnunet_genesis.trainers.ddp import CpuCapableDDPMixin
-from nnunet_genesis.trainers.fail_fast import FailFastMixin
+from nnunet_genesis.trainers.base import GenesisTrainerBase
 
 
-class GenesisPretrainMixin(FailFastMixin):
+class GenesisPretrainMixin(GenesisTrainerBase):
     genesis_transform_kwargs = {}     # GenesisTransform arguments (defaults: the published values)
     genesis_preview_every = 50        # epochs, like nnU-Net's checkpoint interval
     genesis_validation_cases = 20     # whole validation cases scored by validate()
@@ -104,9 +104,6 @@ class GenesisPretrainMixin(FailFastMixin):
                           path, title="%s, epoch %d" % (name, self.epoch))
         return path
 
-    @property
-    def plain_network(self):
-        return getattr(self.network, "module", self.network)
 
     def on_epoch_end(self):
         if self.genesis_early_stopping:

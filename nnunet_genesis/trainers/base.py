@@ -1,4 +1,5 @@
-"""Make a crashing training exit at once instead of hanging.
+"""What every Genesis trainer shares: a crashing training exits at once instead of hanging, and
+``plain_network`` (the network inside a DDP wrapper).
 
 When an exception leaves nnU-Net's training loop, batchgenerators' augmentation worker processes
 are still running and blocked on their queues; the interpreter then waits on them at exit, and a
@@ -19,7 +20,12 @@ def stop_augmentation_workers(trainer):
                 pass
 
 
-class FailFastMixin:
+class GenesisTrainerBase:
+    @property
+    def plain_network(self):
+        """The Generic_UNet, also when nnU-Net's DDP trainer has wrapped it in DistributedDataParallel."""
+        return getattr(self.network, "module", self.network)
+
     def run_training(self):
         try:
             return super().run_training()

@@ -59,6 +59,7 @@ setup(
         "batchgenerators>=0.25",
         "SimpleITK",
         "numpy",
+        "numba>=0.60",  # the transforms' per-voxel loops (nnunet_genesis/transform_kernels.py)
         "scipy<2",
         "tqdm",        # progress bars (already required by nnunet)
         "matplotlib",  # preview and comparison PNGs (already required by nnunet)

@@ -146,28 +146,71 @@ def test_fill_uniform_covers_the_range_uniformly():
     assert np.all(np.abs(counts - 20_000) < 5 * np.sqrt(20_000))
 
 
+def test_paint_outside_maps_overlapping_windows_once_and_paints_the_rest():
+    original = z_scored_patch(seed=12)[0]
+    lo, hi = float(original.min()), float(original.max())
+    windows = [(slice(3, 12), slice(4, 15), slice(5, 20)), (slice(8, 16), slice(10, 20), slice(12, 25))]
+    table = T.bezier_lookup_table(np.array([[0.2, 0.7], [0.5, 0.1]]), decreasing=True)
+    mapped = original.copy()
+    T.apply_lookup_table(mapped, table, lo, hi)
+    kept = T.boxes_mask(SHAPE, windows)
+    for use_table, expected in ((False, original), (True, mapped)):
+        channel = original.copy()
+        T.paint_outside(channel, windows, lo, hi, np.random.default_rng(0), table=table if use_table else None)
+        assert np.array_equal(channel[kept], expected[kept]), "kept voxels: mapped exactly once, or left alone"
+        assert (channel[~kept] != original[~kept]).mean() > 0.99
+        assert channel[~kept].min() >= lo and channel[~kept].max() < hi
+
+
 # --------------------------------------------------------------------------- local pixel shuffling
 
-def test_window_voxel_indices_match_a_brute_force_enumeration():
-    rng = np.random.default_rng(0)
-    origins, sizes = T.sample_shuffle_windows(SHAPE, rng, n_windows=200, max_side_fraction=0.3)
-    expected = np.concatenate([
-        np.ravel_multi_index(np.meshgrid(*[np.arange(o, o + s) for o, s in zip(origin, size)], indexing="ij"),
-                             SHAPE).ravel()
-        for origin, size in zip(origins, sizes)])
-    assert np.array_equal(T.window_voxel_indices(origins, sizes, SHAPE), expected)
+def window_boxes(origins, sizes):
+    return [tuple(slice(o, o + n) for o, n in zip(origin, size)) for origin, size in zip(origins, sizes)]
 
 
-def test_shuffle_rows_permutes_each_row_uniformly():
-    rng = np.random.default_rng(0)
-    values = np.tile(np.arange(3.0), (60_000, 1))
-    shuffled = T.shuffle_rows(values, rng)
-    assert np.array_equal(np.sort(shuffled, axis=1), values)
-    codes = (shuffled @ np.array([9.0, 3.0, 1.0])).astype(int)  # which of the 6 orders each row got
+def test_overlapping_windows_follow_the_published_rule_the_last_drawn_wins():
+    """Every voxel takes a value from the window drawn last among those covering it (the
+    published loop overwrites), each value at most once per window."""
+    source = np.arange(np.prod(SHAPE), dtype=np.float64).reshape(SHAPE)  # every value tells where it came from
+    out = source.copy()
+    origins, sizes = T.sample_shuffle_windows(SHAPE, np.random.default_rng(0), n_windows=300, max_side_fraction=0.3)
+    T.shuffle_windows(source, out, origins, sizes, np.random.default_rng(1))
+    last_drawn = np.full(SHAPE, -1)
+    for w, box in enumerate(window_boxes(origins, sizes)):
+        last_drawn[box] = w
+    assert np.array_equal(out[last_drawn < 0], source[last_drawn < 0])
+    for w, box in enumerate(window_boxes(origins, sizes)):
+        owned = out[last_drawn == w]
+        assert np.isin(owned, source[box]).all(), "window %d got a value from outside itself" % w
+        assert len(np.unique(owned)) == len(owned), "window %d used a value twice" % w
+    assert (out != source).mean() > 0.5
+
+
+def test_shuffling_is_uniform_over_the_orders_of_a_window():
+    """20,000 disjoint windows of 3 voxels: each of the 6 orders about equally often."""
+    source = np.tile(np.arange(3.0), (200, 100, 1))
+    origins = np.array([[z, y, 0] for z in range(200) for y in range(100)])
+    out = source.copy()
+    T.shuffle_windows(source, out, origins, np.tile([1, 1, 3], (len(origins), 1)), np.random.default_rng(0))
+    codes = (out.reshape(-1, 3) @ np.array([9.0, 3.0, 1.0])).astype(int)  # which of the 6 orders each window got
     counts = np.bincount(codes, minlength=22)[[5, 7, 11, 15, 19, 21]]
-    assert np.all(np.abs(counts - 10_000) < 5 * np.sqrt(10_000 * 5 / 6))
-    long_rows = np.tile(np.arange(5000.0), (3, 1))  # > 4096 columns: the 64-bit keys path
-    assert np.array_equal(np.sort(T.shuffle_rows(long_rows, rng), axis=1), long_rows)
+    assert counts.sum() == 20_000
+    assert np.all(np.abs(counts - 20_000 / 6) < 5 * np.sqrt(20_000 / 6 * 5 / 6))
+
+
+def test_shuffling_one_window_as_large_as_the_patch_keeps_its_multiset():
+    source = z_scored_patch(seed=13)[0]
+    out = np.zeros_like(source)
+    T.shuffle_windows(source, out, np.zeros((1, 3), int), np.array([SHAPE]), np.random.default_rng(2))
+    assert np.array_equal(np.sort(out, axis=None), np.sort(source, axis=None))
+    assert (out != source).mean() > 0.99
+
+
+def test_shuffle_windows_refuses_windows_outside_the_array():
+    source = np.zeros(SHAPE, np.float32)
+    with pytest.raises(ValueError, match="every window must lie inside"):
+        T.shuffle_windows(source, source.copy(), np.array([[18, 0, 0]]), np.array([[3, 1, 1]]),
+                          np.random.default_rng(0))
 
 
 def test_shuffling_one_window_keeps_its_multiset_and_nothing_else_moves():
@@ -196,17 +239,6 @@ def test_shuffling_disjoint_windows_keeps_the_global_multiset():
     for mask in masks:
         assert np.array_equal(np.sort(out[mask]), np.sort(source[mask]))
     assert not np.array_equal(out, source)
-
-
-def test_batching_the_window_indices_changes_memory_not_results():
-    source = z_scored_patch(seed=14)[0]
-    origins, sizes = T.sample_shuffle_windows(SHAPE, np.random.default_rng(0), n_windows=2000, max_side_fraction=0.2)
-    results = []
-    for batch_voxels in (None, 1, 500):
-        out = source.copy()
-        T.shuffle_windows(source, out, origins, sizes, np.random.default_rng(1), batch_voxels=batch_voxels)
-        results.append(out)
-    assert np.array_equal(results[0], results[1]) and np.array_equal(results[0], results[2])
 
 
 def test_shuffle_transform_moves_values_only_inside_its_windows():
@@ -280,6 +312,28 @@ def test_lookup_table_matches_the_published_construction():
             ours = values.copy()
             T.apply_lookup_table(ours, T.bezier_lookup_table(inner, decreasing), 0.0, 1.0)
             assert np.abs(ours - published).max() < 2e-3
+
+
+def test_lookup_table_sends_values_outside_the_range_to_its_ends():
+    table = T.bezier_lookup_table(np.array([[0.3, 0.7], [0.6, 0.1]]))
+    values = np.array([np.nan, -np.inf, -3.0, 5.0, np.inf], dtype=np.float32)
+    T.apply_lookup_table(values, table, -1.0, 2.0)
+    assert values.tolist() == [-1.0, -1.0, -1.0, 2.0, 2.0]  # NaN -> the lower end; the map keeps its ends
+
+
+def test_lookup_table_works_on_strided_views_and_refuses_what_it_cannot_view():
+    original = z_scored_patch(seed=9)[0]
+    table = T.bezier_lookup_table(np.array([[0.3, 0.7], [0.6, 0.1]]))
+    whole = original.copy()
+    T.apply_lookup_table(whole, table, -4.0, 4.0)
+    part = original.copy()
+    T.apply_lookup_table(part[2:9, ::2, 5:], table, -4.0, 4.0)
+    assert np.array_equal(part[2:9, ::2, 5:], whole[2:9, ::2, 5:])
+    untouched = np.ones(SHAPE, bool)
+    untouched[2:9, ::2, 5:] = False
+    assert np.array_equal(part[untouched], original[untouched])
+    with pytest.raises(ValueError, match="apply_lookup_table: the array must be 3-D or C-contiguous"):
+        T.apply_lookup_table(original[:, :, 0].T, table, -4.0, 4.0)
 
 
 @pytest.mark.parametrize("seed", range(6))

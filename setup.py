@@ -63,6 +63,8 @@ setup(
         "scipy<2",
         "tqdm",        # progress bars (already required by nnunet)
         "matplotlib",  # preview and comparison PNGs (already required by nnunet)
+        "scikit-image>=0.19",  # marching cubes for the NSD surfels (evaluation/metrics.py)
+        "scikit-learn",  # nnU-Net's default 5-fold split, for a study on a task never trained (competition/study.py)
     ],
     extras_require={
         # nilearn ships the MNI152 template the demo (and its tests) are built from;
@@ -74,10 +76,12 @@ setup(
     entry_points={"console_scripts": [
         "nnUNet_genesis_transfer = nnunet_genesis.cli:transfer_main",
         "nnUNet_genesis_prepare = nnunet_genesis.cli:prepare_main",
+        "nnUNet_genesis_restoration = nnunet_genesis.cli:restoration_main",
         "nnUNet_genesis_evaluate = evaluation.cli:evaluate_main",
         "nnUNet_genesis_compare = evaluation.cli:compare_main",
         "nnUNet_genesis_submission = competition.cli:submission_main",
         "nnUNet_genesis_run_task = competition.cli:run_task_main",
         "nnUNet_genesis_demo = competition.cli:demo_main",
+        "nnUNet_genesis_study = competition.cli:study_main",
     ]},
 )

@@ -1,4 +1,5 @@
 """Entry points of the competition commands: argument parsing only, the work lives elsewhere."""
+import os
 import argparse
 import sys
 
@@ -152,21 +153,65 @@ def demo_main(argv=None):
     Exit status: 0 done, 1 a step failed."""
     from competition.demo import DemoError, run_demo
     from competition.pipeline import PipelineConfigError, PipelineError
+    from competition.study import StudyError
     parser = argparse.ArgumentParser(
         prog="nnUNet_genesis_demo",
         description="Build a small Decathlon-format brain tissue task from the MNI152 template shipped with "
-                    "nilearn, then on CPU: Models Genesis pretraining, fine-tuning from the pretrained weights "
-                    "and, with the same budget, from scratch, prediction of the test images, a validated "
-                    "submission zip, and the evaluation and comparison of both runs. About 10 minutes on 2 "
-                    "cores. Running it again on the same folder resumes.")
+                    "nilearn, then on CPU: Models Genesis pretraining and its restoration per distortion, a study "
+                    "of fine-tuning from the pretrained weights against training from scratch (same budget) with "
+                    "2 and all labelled cases of fold 0 and two seeds, scored on the test images, a validated "
+                    "submission zip and a per-case comparison. About 15 minutes on 2 cores. Running it again on "
+                    "the same folder resumes.")
     parser.add_argument("-o", "--output", default="demo_output", help="output folder (default ./demo_output); "
                         "must be new, empty, or an earlier demo's")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the training budget (default 1; "
                         "e.g. 0.2 for a quick smoke run, 5 for a more telling comparison)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="seeds of the study (default 0 1)")
     args = parser.parse_args(argv)
     try:
-        run_demo(args.output, scale=args.scale)
-    except (DemoError, PipelineConfigError, PipelineError) as error:
+        run_demo(args.output, scale=args.scale, seeds=tuple(args.seeds))
+    except (DemoError, PipelineConfigError, PipelineError, StudyError) as error:
         print("nnUNet_genesis_demo: error: %s" % error, file=sys.stderr)
         return 1
+    return 0
+
+
+def study_main(argv=None):
+    """nnUNet_genesis_study: scratch vs Genesis fine-tuning at several labelled-case counts and seeds
+    (see competition/study.py). Exit status: 0 done, 1 a run failed, 2 bad input."""
+    from competition.study import StudyError, run_study
+    parser = argparse.ArgumentParser(
+        prog="nnUNet_genesis_study",
+        description="Does pretraining help, and with how many labels? For each labelled-case count and seed, train "
+                    "the same cases of one fold from scratch and from pretrained weights (stock nnUNet_train, same "
+                    "budget and schedule), predict the held-out test images (stock nnUNet_predict) and score them. "
+                    "Writes study.json, study.md and study.png (Dice against labelled cases, mean +- sd per arm) "
+                    "with a paired Wilcoxon test per count. Works in its own nnU-Net folders inside -o: your "
+                    "splits are never changed. Running it again resumes.")
+    parser.add_argument("-t", "--task", required=True, help="planned target task, id or name")
+    parser.add_argument("-w", "--weights", required=True, help="pretrained weights (e.g. a GenesisPretrain run's "
+                        "model_final_checkpoint.model)")
+    parser.add_argument("-o", "--output", required=True, help="study folder (created; resumed when it exists)")
+    parser.add_argument("--test_labels", required=True, help="folder of the held-out test cases' label maps")
+    parser.add_argument("--test_images", help="nnU-Net-format test images (CASE_0000.nii.gz); default: the task's "
+                        "imagesTs in $nnUNet_raw_data_base")
+    parser.add_argument("-f", "--fold", type=int, default=0, help="fold whose training cases are drawn from and "
+                        "whose validation cases validate every run (default 0)")
+    parser.add_argument("--counts", nargs="+", default=["2", "4", "all"], help="labelled-case counts (default 2 4 all)")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default 0 1 2)")
+    parser.add_argument("--scratch_trainer", default="nnUNetTrainerV2")
+    parser.add_argument("--genesis_trainer", default="nnUNetTrainerV2_Genesis")
+    parser.add_argument("-l", "--labels", nargs="+", type=int, help="labels to score (default: every label found)")
+    parser.add_argument("--tolerance", type=float, help="NSD tolerance in mm (evaluation)")
+    args = parser.parse_args(argv)
+    try:
+        study = run_study(args.task, args.weights, args.output, args.test_images, args.test_labels, fold=args.fold,
+                          counts=args.counts, seeds=args.seeds, scratch_trainer=args.scratch_trainer,
+                          genesis_trainer=args.genesis_trainer, labels=args.labels, tolerance_mm=args.tolerance)
+    except StudyError as error:
+        print("nnUNet_genesis_study: error: %s" % error, file=sys.stderr)
+        return 1 if "failed (exit status" in str(error) else 2
+    from competition.study import format_study_markdown
+    print(format_study_markdown(study["summary"], study["config"]))
+    print("written: %s" % ", ".join(os.path.join(args.output, f) for f in ("study.json", "study.md", "study.png")))
     return 0

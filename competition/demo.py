@@ -1,23 +1,25 @@
-"""``nnUNet_genesis_demo``: the whole project on real data, on a CPU, in about ten minutes.
+"""``nnUNet_genesis_demo``: the whole project on real data, on a CPU, in about fifteen minutes.
 
 1. data      a Decathlon-format brain tissue task built from the MNI152 template that ships with
              nilearn (``competition/demo_data.py``);
-2. pipeline  ``nnUNet_genesis_run_task`` on it: convert, plan, prepare the unlabeled volumes
-             (imagesTr without labels + imagesTs) with the task's plans, Models Genesis pretraining,
-             fine-tuning fold 0 from the pretrained weights, prediction of the test images;
-3. scratch   the same fold trained from scratch with the same budget, and its predictions;
-4. submit    a leaderboard-style zip of the Genesis predictions, validated first;
-5. evaluate  Dice / NSD / HD95 of both runs on the test labels and the paired comparison (table + PNG).
+2. pipeline  ``nnUNet_genesis_run_task`` on it up to the unlabeled volumes: convert, plan, prepare
+             (imagesTr without labels + imagesTs) with the task's plans;
+3. pretrain  Models Genesis pretraining with the default recipe (stock ``nnUNet_train``, progress
+             per epoch), then its restoration per distortion against the identity and mean baselines;
+4. study     ``nnUNet_genesis_study``: scratch vs Genesis fine-tuning with 2 and all labelled cases
+             of fold 0, 2 seeds each, same budget; test predictions scored; ``study.md`` / ``study.png``;
+5. submit    a leaderboard-style zip of the Genesis predictions (all labelled cases, seed 0), validated;
+6. compare   Dice / NSD / HD95 of that run against its scratch twin, per case (table + PNG).
 
-Every stock command is printed before it runs; nnU-Net's own output goes to ``DIR/logs/nnunet.log``.
+Every stock command is printed before it runs; nnU-Net's own output goes to ``DIR/logs/``.
 The demo's trainers are thin subclasses with a small budget in ``competition/demo_trainers/``, found by
 the stock ``nnUNet_train`` through ``nnUNet_extTrainer``, as a user's own trainers would be.
 Re-running on the same folder resumes: finished steps are skipped.
 """
 import contextlib
+import json
 import os
-import shlex
-import subprocess
+import shutil
 import sys
 import time
 
@@ -34,6 +36,8 @@ SCRATCH_TRAINER = "nnUNetTrainerV2_Scratch_Demo"
 NSD_TOLERANCE_MM = 4.0
 MARKER = ".nnunet_genesis_demo"
 SCALE_ENV = "NNUNET_GENESIS_DEMO_SCALE"
+STUDY_COUNTS = ("2", "all")
+STUDY_SEEDS = (0, 1)
 
 
 class DemoError(RuntimeError):
@@ -100,36 +104,29 @@ class Console:
         self("\n=== [%d/%d] %s   (elapsed %s)" % (number, total, title, format_seconds(time.time() - self.start)))
 
 
-def _run(command, env, say):
+def pretrain_with_progress(env, pretrain_task, log_file, say):
+    """Stock ``nnUNet_train`` of the demo's pretraining trainer, with an epoch progress bar
+    (skipped when finished, resumed with ``-c`` when interrupted)."""
+    from tqdm import tqdm
     from competition.pipeline import format_command
+    from competition.study import run_logged
+    fold_dir = os.path.join(env["RESULTS_FOLDER"], "nnUNet", "3d_fullres", pretrain_task,
+                            PRETRAINER + "__nnUNetPlansv2.1", "all")
+    weights = os.path.join(fold_dir, "model_final_checkpoint.model")
+    if os.path.isfile(weights):
+        say("[skip] pretraining: %s exists" % weights)
+        return fold_dir
+    command = [os.path.join(os.path.dirname(sys.executable), "nnUNet_train"), "3d_fullres", PRETRAINER,
+               pretrain_task, "all"]
+    if os.path.isfile(os.path.join(fold_dir, "model_latest.model")):
+        command.append("-c")
     say("$ " + format_command(command, env))
-    done = subprocess.run(command, env=env)
-    if done.returncode != 0:
-        raise DemoError("failed (exit status %d): %s" % (done.returncode, shlex.join(command)))
+    with tqdm(desc="pretraining", unit="epoch", file=say.stream) as bar:
+        run_logged(command, env, log_file, progress=lambda e: bar.update(e + 1 - bar.n))
+    return fold_dir
 
 
-def train_and_predict_from_scratch(env, task_name, decathlon_task, pred_dir, say):
-    """Stock nnUNet_train + nnUNet_predict with the scratch trainer (skipped when already done)."""
-    bin_dir = os.path.dirname(sys.executable)
-    fold_dir = os.path.join(env["RESULTS_FOLDER"], "nnUNet", "3d_fullres", task_name,
-                            SCRATCH_TRAINER + "__nnUNetPlansv2.1", "fold_%d" % FOLD)
-    if os.path.isfile(os.path.join(fold_dir, "model_final_checkpoint.model")):
-        say("[skip] scratch training: %s exists" % os.path.join(fold_dir, "model_final_checkpoint.model"))
-    else:
-        resume = ["-c"] if os.path.isfile(os.path.join(fold_dir, "model_latest.model")) else []
-        _run([os.path.join(bin_dir, "nnUNet_train"), "3d_fullres", SCRATCH_TRAINER, task_name, str(FOLD)] + resume,
-             env, say)
-    from competition.submission import read_test_cases
-    expected, _ = read_test_cases(os.path.join(decathlon_task, "dataset.json"))
-    if all(os.path.isfile(os.path.join(pred_dir, f)) for f in expected):
-        say("[skip] scratch prediction: all %d test cases predicted in %s" % (len(expected), pred_dir))
-    else:
-        images_ts = os.path.join(env["nnUNet_raw_data_base"], "nnUNet_raw_data", task_name, "imagesTs")
-        _run([os.path.join(bin_dir, "nnUNet_predict"), "-i", images_ts, "-o", pred_dir, "-t", task_name,
-              "-m", "3d_fullres", "-tr", SCRATCH_TRAINER, "-f", str(FOLD)], env, say)
-
-
-def run_demo(out_dir="demo_output", scale=1.0, stream=None):
+def run_demo(out_dir="demo_output", scale=1.0, stream=None, seeds=STUDY_SEEDS):
     """Run the demo into ``out_dir``; returns a dict of its outputs. See the module docstring."""
     start = time.time()
     out_dir = os.path.abspath(out_dir)
@@ -144,18 +141,19 @@ def run_demo(out_dir="demo_output", scale=1.0, stream=None):
     from competition.demo_data import demo_test_labels_dir, describe_demo_data, write_mni_demo_task
     from competition.msd import task_from_dataset_json
     from competition.pipeline import run_task
+    from competition.study import format_study_markdown, run_study
     from competition.submission import build_submission
     from evaluation.compare import compare_runs
-    from evaluation.evaluate import evaluate_folders
+    from nnunet_genesis.restoration import collapse_warning, format_scores
 
-    total = 5
+    total = 6
     decathlon_root = os.path.join(out_dir, "decathlon")
     decathlon_task = os.path.join(decathlon_root, DEMO_TASK)
-    predictions = {"scratch": os.path.join(out_dir, "predictions", "scratch", DEMO_TASK),
-                   "Genesis": os.path.join(out_dir, "predictions", "genesis", DEMO_TASK)}
+    task_name = "Task%03d_%s" % (TASK_ID, DEMO_TASK.split("_", 1)[1])
+    pretrain_task = "Task%03d_Genesis%s" % (PRETRAIN_TASK_ID, DEMO_TASK.split("_", 1)[1])
     with child_output_to(nnunet_log) as console_stream:
         say = Console(stream or console_stream, start)
-        say("nnunet-genesis demo -> %s   (nnU-Net's own output: %s)" % (out_dir, nnunet_log))
+        say("nnunet-genesis demo -> %s   (nnU-Net's own output: %s)" % (out_dir, logs))
 
         say.stage(1, total, "data: a Decathlon-format task from real MRI shipped with pip")
         say(describe_demo_data())
@@ -165,56 +163,74 @@ def run_demo(out_dir="demo_output", scale=1.0, stream=None):
             write_mni_demo_task(decathlon_root, name=DEMO_TASK)
             say("wrote %s" % decathlon_task)
 
-        say.stage(2, total, "Models Genesis pipeline (nnUNet_genesis_run_task): convert, plan, prepare, "
-                            "pretrain, fine-tune fold %d, predict" % FOLD)
+        say.stage(2, total, "nnUNet_genesis_run_task up to the unlabeled volumes: convert, plan, prepare")
         run_task(decathlon_task, task_id=TASK_ID, folds=(FOLD,), pretrain_task_id=PRETRAIN_TASK_ID,
-                 pretrainer=PRETRAINER, trainer=GENESIS_TRAINER,
-                 pred_root=os.path.dirname(predictions["Genesis"]), env=env, log=say)
-        task_name = "Task%03d_%s" % (TASK_ID, DEMO_TASK.split("_", 1)[1])
+                 pretrainer=PRETRAINER, trainer=GENESIS_TRAINER, stop_after="prepare", env=env, log=say)
 
-        say.stage(3, total, "the same fold from scratch, same budget (stock nnUNetTrainerV2)")
-        train_and_predict_from_scratch(env, task_name, decathlon_task, predictions["scratch"], say)
+        say.stage(3, total, "Models Genesis pretraining (%s), then its restoration per distortion" % PRETRAINER)
+        pretrain_dir = pretrain_with_progress(env, pretrain_task, os.path.join(logs, "pretraining.log"), say)
+        with open(os.path.join(pretrain_dir, "validation_restoration", "summary.json")) as f:
+            restoration = json.load(f)
+        say("R^2 on the central patches of %d cases (network vs the distorted input as the answer, and vs "
+            "the patch mean):" % len(restoration["cases"]))
+        say(format_scores(restoration["scores"]))
+        if restoration["collapse"]:
+            say(collapse_warning(restoration["collapse"]))
+        weights = os.path.join(pretrain_dir, "model_final_checkpoint.model")
 
-        say.stage(4, total, "leaderboard-style submission of the Genesis predictions (validated first)")
+        say.stage(4, total, "study: scratch vs Genesis fine-tuning, %s labelled cases x seeds %s (same budget)"
+                  % (" and ".join(STUDY_COUNTS), ", ".join(map(str, seeds))))
+        study_dir = os.path.join(out_dir, "study")
+        study = run_study(task_name, weights, study_dir, None, demo_test_labels_dir(decathlon_task), fold=FOLD,
+                          counts=STUDY_COUNTS, seeds=seeds, scratch_trainer=SCRATCH_TRAINER,
+                          genesis_trainer=GENESIS_TRAINER, labels=[1, 2], tolerance_mm=NSD_TOLERANCE_MM, env=env,
+                          console=say.stream)
+        say(format_study_markdown(study["summary"], study["config"]))
+        runs = {(r["arm"], r["count"], r["seed"]): r for r in study["runs"]}
+        chosen = {"scratch": runs[("scratch", STUDY_COUNTS[-1], seeds[0])],
+                  "Genesis": runs[("genesis", STUDY_COUNTS[-1], seeds[0])]}
+
+        say.stage(5, total, "leaderboard-style submission of the Genesis predictions (%s labelled cases, seed %d), "
+                            "validated first" % (STUDY_COUNTS[-1], seeds[0]))
         zip_path = os.path.join(out_dir, "submission.zip")
         task = task_from_dataset_json(decathlon_task, nsd_tolerance_mm=NSD_TOLERANCE_MM)
         if os.path.isfile(zip_path):
             say("[skip] submission: %s exists" % zip_path)
         else:
-            result = build_submission(os.path.dirname(predictions["Genesis"]), decathlon_root, zip_path,
-                                      tasks=[task], progress=False)
+            prediction_root = os.path.join(out_dir, "predictions", "genesis")
+            os.makedirs(os.path.join(prediction_root, DEMO_TASK), exist_ok=True)
+            for name in os.listdir(chosen["Genesis"]["predictions"]):
+                if name.endswith(".nii.gz"):
+                    shutil.copyfile(os.path.join(chosen["Genesis"]["predictions"], name),
+                                    os.path.join(prediction_root, DEMO_TASK, name))
+            result = build_submission(prediction_root, decathlon_root, zip_path, tasks=[task], progress=False)
             say(result.format_table())
             say("wrote %s" % zip_path)
 
-        say.stage(5, total, "evaluation on the test labels (Dice, NSD at %g mm, HD95) and comparison"
-                  % NSD_TOLERANCE_MM)
-        evaluations = {}
-        for name, pred_dir in predictions.items():
-            evaluations[name] = os.path.join(out_dir, "evaluation", name.lower())
-            evaluate_folders(demo_test_labels_dir(decathlon_task), pred_dir, labels=[1, 2],
-                             tolerance_mm=NSD_TOLERANCE_MM, out_dir=evaluations[name], num_processes=2,
-                             label_names={1: "grey matter", 2: "white matter"}, verbose=False)
+        say.stage(6, total, "scratch vs Genesis with %s labelled cases, seed %d: Dice, NSD at %g mm, HD95 per case"
+                  % (STUDY_COUNTS[-1], seeds[0], NSD_TOLERANCE_MM))
         comparison_dir = os.path.join(out_dir, "comparison")
-        comparison = compare_runs(evaluations["scratch"], evaluations["Genesis"], names=("scratch", "Genesis"),
-                                  out_dir=comparison_dir, verbose=False)
+        comparison = compare_runs(chosen["scratch"]["evaluation"], chosen["Genesis"]["evaluation"],
+                                  names=("scratch", "Genesis"), out_dir=comparison_dir, verbose=False)
         with open(os.path.join(comparison_dir, "compare.md")) as f:
             say(f.read())
 
-        results = os.path.join(env["RESULTS_FOLDER"], "nnUNet", "3d_fullres")
         outputs = {
+            "restoration per distortion": os.path.join(pretrain_dir, "validation_restoration", "summary.json"),
+            "restoration over epochs": os.path.join(pretrain_dir, "restoration_progress.png"),
+            "restoration previews": os.path.join(pretrain_dir, "validation_restoration"),
+            "study table": os.path.join(study_dir, "study.md"),
+            "study plot (learning curve)": os.path.join(study_dir, "study.png"),
             "submission zip": zip_path,
             "comparison table": os.path.join(comparison_dir, "compare.md"),
             "comparison plot": os.path.join(comparison_dir, "compare.png"),
-            "evaluation (per case, summary)": os.path.join(out_dir, "evaluation"),
-            "restoration previews": os.path.join(results, "Task%03d_Genesis%s" % (PRETRAIN_TASK_ID,
-                                                                                   DEMO_TASK.split("_", 1)[1]),
-                                                 PRETRAINER + "__nnUNetPlansv2.1", "all", "restoration_preview.png"),
-            "transfer report": os.path.join(results, task_name, GENESIS_TRAINER + "__nnUNetPlansv2.1",
-                                            "fold_%d" % FOLD, "transfer_report.json"),
-            "predictions": os.path.join(out_dir, "predictions"),
-            "nnU-Net log": nnunet_log,
+            "transfer report": os.path.join(study_dir, "nnUNet_results", "nnUNet", "3d_fullres", task_name,
+                                            GENESIS_TRAINER + "__nnUNetPlansv2.1",
+                                            "fold_%d" % chosen["Genesis"]["fold_index"], "transfer_report.json"),
+            "logs": logs,
         }
         say("\n=== outputs   (total time %s)" % format_seconds(time.time() - start))
         for what, path in outputs.items():
             say("  %-32s %s%s" % (what, path, "" if os.path.exists(path) else "   (MISSING)"))
-    return {"outputs": outputs, "comparison": comparison, "seconds": time.time() - start}
+    return {"outputs": outputs, "comparison": comparison, "study": study, "restoration": restoration,
+            "seconds": time.time() - start}

@@ -78,3 +78,47 @@ def prepare_main(argv=None):
         print("nnUNet_genesis_prepare: error: %s" % err, file=sys.stderr)
         return 1
     return 0
+
+
+def restoration_main(argv=None):
+    """nnUNet_genesis_restoration: does a pretraining checkpoint restore? (see score_checkpoint.py)
+
+    Exit status: 0 scored, 3 scored and the network has collapsed, 2 bad input.
+    """
+    parser = argparse.ArgumentParser(
+        prog="nnUNet_genesis_restoration",
+        description="Score a pretraining checkpoint's restoration per distortion (local shuffling, non-linear map, "
+                    "in-painting, out-painting, composite) on the central patches of a prepared task's cases, "
+                    "against the identity baseline (the distorted patch as the answer) and the mean baseline. "
+                    "Writes summary.json and one preview PNG per distortion. Exit status 3 when the network has "
+                    "collapsed (flat output).")
+    parser.add_argument("-w", "--weights", required=True, help="checkpoint (.model, with its .model.pkl if it has one)")
+    parser.add_argument("-t", "--task", required=True,
+                        help="task prepared by nnUNet_genesis_prepare (id or name) whose plans fit the weights")
+    parser.add_argument("-o", "--output", required=True, help="folder for summary.json and the PNGs")
+    parser.add_argument("--cases", type=int, default=20, help="score at most this many cases (default 20)")
+    parser.add_argument("--residual", choices=["auto", "yes", "no"], default="auto",
+                        help="residual output (restored = input + network): auto reads the recipe recorded in the "
+                             "checkpoint's .pkl")
+    parser.add_argument("-p", "--plans_identifier", default="nnUNetPlansv2.1")
+    args = parser.parse_args(argv)
+
+    from nnunet_genesis.restoration import collapse_warning, format_scores
+    from nnunet_genesis.score_checkpoint import ScoreError, score_checkpoint
+    from nnunet_genesis.unlabeled import PrepareError
+    from nnunet_genesis.checkpoints import CheckpointError
+    residual = {"auto": None, "yes": True, "no": False}[args.residual]
+    try:
+        summary, residual, how = score_checkpoint(args.weights, args.task, args.output, max_cases=args.cases,
+                                                  residual=residual, plans_identifier=args.plans_identifier)
+    except (ScoreError, PrepareError, CheckpointError, FileNotFoundError) as error:
+        print("nnUNet_genesis_restoration: error: %s" % error, file=sys.stderr)
+        return 2
+    print("%s on %s: %d case(s), %s output (%s)" % (args.weights, summary["task"], len(summary["cases"]),
+                                                   "residual" if residual else "direct", how))
+    print(format_scores(summary["scores"]))
+    print("written: %s" % args.output)
+    if summary["collapse"]:
+        print(collapse_warning(summary["collapse"]))
+        return 3
+    return 0

@@ -18,10 +18,22 @@ from typing import Dict, Iterable, List, Sequence
 FRESH, TRANSFERRED = "fresh", "transferred"
 
 
-def warmup_lr_scale(epoch: int, warmup_epochs: int, scale_during_warmup: float) -> float:
-    """Learning-rate factor of the transferred parameters at ``epoch`` (0-based):
-    ``scale_during_warmup`` while epoch < warmup_epochs, else 1."""
-    return float(scale_during_warmup) if epoch < warmup_epochs else 1.0
+def warmup_lr_scale(epoch: int, warmup_epochs: int, scale_during_warmup: float, shape: str = "constant",
+                    scale_after: float = 1.0) -> float:
+    """Learning-rate factor of the transferred parameters at ``epoch`` (0-based).
+
+    ``shape="constant"``: ``scale_during_warmup`` while epoch < warmup_epochs (0 = frozen).
+    ``shape="linear"``: a linear ramp from ``scale_during_warmup`` towards ``scale_after``,
+    ``scale_during_warmup + (scale_after - scale_during_warmup) * epoch / warmup_epochs``.
+    From epoch ``warmup_epochs`` on: ``scale_after`` (1 = nnU-Net's rate; below 1 a lower rate
+    for the transferred layers for the whole training)."""
+    if epoch >= warmup_epochs:
+        return float(scale_after)
+    if shape == "constant":
+        return float(scale_during_warmup)
+    if shape == "linear":
+        return float(scale_during_warmup + (scale_after - scale_during_warmup) * epoch / warmup_epochs)
+    raise ValueError("warm-up shape must be 'constant' or 'linear', got %r" % (shape,))
 
 
 def parameter_groups(named_parameters: Iterable, transferred_names: Sequence[str]) -> List[Dict]:

@@ -18,9 +18,8 @@ the original patch. Two deliberate departures from the published Models Genesis 
     only the full-resolution head is scored (the published model has a single output, and the
     low-resolution heads are never transferred to the segmentation network anyway).
 """
-import json
 import os
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 import torch
@@ -50,21 +49,6 @@ class RestorationLoss(nn.Module):
             for low_resolution in output[1:]:
                 loss = loss + 0.0 * low_resolution.sum()
         return loss
-
-
-def restoration_scores(restored: np.ndarray, original: np.ndarray) -> Dict[str, float]:
-    """Per-patch restoration quality.
-
-    mse = mean((restored - original)^2)
-    r2  = 1 - sum((restored - original)^2) / sum((original - mean(original))^2)
-          (the fraction of the original's variance the restoration explains; 1 is perfect,
-          0 is no better than predicting the patch mean; NaN for a constant original)
-    """
-    restored = np.asarray(restored, dtype=np.float64)
-    original = np.asarray(original, dtype=np.float64)
-    sse = float(np.sum((restored - original) ** 2))
-    sst = float(np.sum((original - original.mean()) ** 2))
-    return {"mse": sse / original.size, "r2": 1.0 - sse / sst if sst > 0 else float("nan")}
 
 
 class RestorationAccumulator:
@@ -178,30 +162,68 @@ def restore_patch(network, distorted: np.ndarray) -> np.ndarray:
     return out[0].float().cpu().numpy()
 
 
-def validate_restoration(network, cases: Dict[str, np.ndarray], patch_size, make_genesis_transform,
-                         output_folder: str, max_previews: int = 5) -> Dict:
-    """Distort the central patch of each validation case (seed fixed per case), restore it, score
-    it, write ``summary.json`` and up to ``max_previews`` PNGs (original / distorted / restored)."""
+def add_residual_output(network, zero_init: bool = False) -> None:
+    """Make ``network`` answer ``input + network(input)`` at full resolution (a residual output,
+    see ``nnunet_genesis/recipes.py``), with a forward hook: the weights, their names and the
+    checkpoint format stay Generic_UNet's, so the fine-tuning transfer reads them as before. Under
+    deep supervision only the full-resolution output gets the input (the others have weight 0).
+    Needs as many output channels as input channels, as restoration has. ``zero_init``: the
+    full-resolution output layer (Generic_UNet's ``seg_outputs[-1]``) starts at zero, so the network
+    starts as the identity."""
+    if zero_init:
+        head = network.seg_outputs[-1]
+        with torch.no_grad():
+            head.weight.zero_()
+            if head.bias is not None:
+                head.bias.zero_()
+
+    def hook(module, inputs, output):
+        x = inputs[0]
+        if isinstance(output, (tuple, list)):
+            return type(output)([output[0] + x] + list(output[1:]))
+        return output + x
+    network._genesis_residual_hook = network.register_forward_hook(hook)
+
+
+def validation_pairs(cases: Dict[str, np.ndarray], patch_size, make_genesis_transform, seed: int = 0):
+    """The central patch of each validation case, distorted once per distortion kind (the stream
+    fixed by ``seed``; see ``nnunet_genesis.restoration.distorted_pairs``)."""
+    from nnunet_genesis.restoration import distorted_pairs
+    patches = [central_patch(volume, patch_size) for _, volume in sorted(cases.items())]
+    return distorted_pairs(patches, base=make_genesis_transform(seed), seed=seed)
+
+
+def restoration_report(network, cases: Dict[str, np.ndarray], patch_size, make_genesis_transform,
+                       output_folder: str, max_previews: int = 5, seed: int = 0) -> Dict:
+    """Score ``network`` per distortion on the central patches of ``cases`` against the identity
+    and mean baselines (``nnunet_genesis.restoration``), check it for collapse, and write
+    ``summary.json`` plus one preview PNG per distortion (original / distorted / restored of up
+    to ``max_previews`` cases) to ``output_folder``. Returns the summary."""
     from nnunet_genesis.previews import save_preview_grid
+    from nnunet_genesis.restoration import (collapse_reasons, restoration_verdict, score_pairs,
+                                            write_json_atomic, COLLAPSE_MIN_EPOCHS)
     os.makedirs(output_folder, exist_ok=True)
-    per_case: List[Dict] = []
-    for i, (name, volume) in enumerate(sorted(cases.items())):
-        original = central_patch(volume, patch_size)
-        batch = make_genesis_transform(1000 + i)(data=original[None].copy())
-        distorted, original = batch["data"][0], batch["target"][0]
-        restored = restore_patch(network, distorted)
-        scores = restoration_scores(restored, original)
-        scores.update({"case": name, "distorted_mse": restoration_scores(distorted, original)["mse"]})
-        per_case.append(scores)
-        if i < max_previews:
-            save_preview_grid({"original": original, "distorted": distorted, "restored": restored},
-                              os.path.join(output_folder, name + ".png"),
-                              title="%s  restored MSE %.4f (distorted %.4f)" % (name, scores["mse"],
-                                                                                scores["distorted_mse"]))
-    summary = {"cases": per_case,
-               "mean_mse": float(np.mean([c["mse"] for c in per_case])) if per_case else float("nan"),
-               "mean_distorted_mse": float(np.mean([c["distorted_mse"] for c in per_case])) if per_case else float("nan"),
-               "mean_r2": float(np.nanmean([c["r2"] for c in per_case])) if per_case else float("nan")}
-    with open(os.path.join(output_folder, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    pairs = validation_pairs(cases, patch_size, make_genesis_transform, seed)
+    restored = {kind: [restore_patch(network, d) for d, _ in kind_pairs] for kind, kind_pairs in pairs.items()}
+    scores = score_pairs(pairs, answers=restored)
+    names = sorted(cases)
+    for kind, kind_pairs in pairs.items():
+        n = min(max_previews, len(kind_pairs))
+        if n == 0:
+            continue
+        columns = {}
+        for i in range(n):
+            distorted, original = kind_pairs[i]
+            channel = slice(0, 1)  # first modality; one row per case
+            columns.setdefault("original", []).append(original[channel])
+            columns.setdefault("distorted", []).append(distorted[channel])
+            columns.setdefault("restored", []).append(restored[kind][i][channel])
+        save_preview_grid({k: np.concatenate(v) for k, v in columns.items()},
+                          os.path.join(output_folder, "%s.png" % kind), channel_names=names[:n],
+                          title="%s: R^2 network %.3f, identity %.3f" % (kind, scores[kind]["network"],
+                                                                        scores[kind]["identity"]))
+    summary = {"cases": names, "patch_size": [int(p) for p in patch_size], "scores": scores,
+               "verdict": restoration_verdict(scores),
+               "collapse": collapse_reasons(scores, epochs_scored=COLLAPSE_MIN_EPOCHS)}
+    write_json_atomic(summary, os.path.join(output_folder, "summary.json"))
     return summary

@@ -1,4 +1,5 @@
 """The README's main job, nnUNet_genesis_demo, run as a user runs it (console script), on a small budget."""
+import json
 import os
 import subprocess
 import zipfile
@@ -14,7 +15,7 @@ def run_demo(out_dir, *extra):
 
 def test_demo_runs_end_to_end_and_resumes(tmp_path):
     out = tmp_path / "demo"
-    first = run_demo(out, "--scale", "0.2")
+    first = run_demo(out, "--scale", "0.2", "--seeds", "0")
     assert first.returncode == 0, first.stdout[-4000:]
     assert "MISSING" not in first.stdout
     # the validated submission holds one prediction per test image, named like it
@@ -25,10 +26,23 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     for row in ("1 grey matter | Dice", "2 white matter | NSD"):
         assert row in table and row in first.stdout
     assert (out / "comparison" / "compare.png").stat().st_size > 0
+    # restoration per distortion against the identity baseline, printed after pretraining
+    assert "local_shuffle" in first.stdout and "identity" in first.stdout and "out_painting" in first.stdout
+    # the study: both arms at 2 and all labelled cases, its table and learning curve
+    study = json.loads((out / "study" / "study.json").read_text())
+    assert sorted((r["arm"], r["count"]) for r in study["runs"]) == [
+        ("genesis", "2"), ("genesis", "all"), ("scratch", "2"), ("scratch", "all")]
+    assert all(r["num_labelled"] == (2 if r["count"] == "2" else 6) for r in study["runs"])
+    assert "| 2 (2) |" in (out / "study" / "study.md").read_text() and "| 2 (2) |" in first.stdout
+    assert (out / "study" / "study.png").stat().st_size > 10_000
+    assert "pretraining" in first.stdout and "study runs" in first.stdout  # progress bars
+    # the user's own splits of the demo task are untouched by the study (it keeps its own)
+    own_splits = out / "nnUNet_preprocessed" / "Task011_BrainTissueDemo" / "splits_final.pkl"
+    assert not own_splits.exists()
 
-    again = run_demo(out, "--scale", "0.2")  # resumes: every pipeline step is found done
+    again = run_demo(out, "--scale", "0.2", "--seeds", "0")  # resumes: every step is found done
     assert again.returncode == 0, again.stdout[-4000:]
-    assert again.stdout.count("[skip] ") >= 8
+    assert again.stdout.count("[skip] ") >= 4 and "nnUNet_train" not in again.stdout
 
 
 def test_demo_refuses_a_folder_that_is_not_its_own(tmp_path):

@@ -16,6 +16,15 @@ def test_warmup_lr_scale():
     assert warmup_lr_scale(0, 0, 0.0) == 1.0  # no warm-up
 
 
+def test_linear_warmup_to_a_lower_rate_for_transferred_layers():
+    # nnssl-like: ramp from 0 over 4 epochs to 0.1 x the rate, and stay there
+    assert [warmup_lr_scale(e, 4, 0.0, "linear", 0.1) for e in range(6)] == pytest.approx(
+        [0.0, 0.025, 0.05, 0.075, 0.1, 0.1])
+    assert warmup_lr_scale(2, 4, 0.5, "constant", 0.1) == 0.5
+    with pytest.raises(ValueError, match="warm-up shape"):
+        warmup_lr_scale(0, 4, 0.0, "cosine")
+
+
 def test_parameter_groups_split_and_record_names():
     net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
     groups = parameter_groups(net.named_parameters(), ["0.weight", "0.bias"])

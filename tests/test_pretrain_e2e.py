@@ -31,7 +31,7 @@ class GenesisPretrain_Tiny(nnUNetTrainerV2_GenesisPretrain):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.max_num_epochs = int(os.environ.get("TINY_EPOCHS", 2))
+        self.max_num_epochs = int(os.environ.get("TINY_EPOCHS", 3))
         self.num_batches_per_epoch = 2
         self.num_val_batches_per_epoch = 1
         self.save_every = 1  # model_latest after every epoch, so an interruption loses at most one
@@ -47,6 +47,18 @@ class GenesisPretrain_Tiny(nnUNetTrainerV2_GenesisPretrain):
 
 class GenesisPretrain_TinyResume(GenesisPretrain_Tiny):
     pass
+
+
+class GenesisPretrain_TinyCollapsed(GenesisPretrain_Tiny):
+    """A run that collapses by construction: the output layer is zero and cannot learn, so every
+    restored patch is flat (direct output, as the former default recipe)."""
+    genesis_recipe = "nnunet_sgd"
+
+    def initialize_network(self):
+        super().initialize_network()
+        for head in self.network.seg_outputs:
+            head.weight.data.zero_()
+            head.weight.requires_grad_(False)
 
 
 class Genesis_Tiny(nnUNetTrainerV2_Genesis):
@@ -93,7 +105,10 @@ def pretrained(ct_task, tmp_path_factory):
     pretrain_task = task[0]
     pretrain_log = run_stock([stock_command("nnUNet_train"), "3d_fullres", "GenesisPretrain_Tiny", pretrain_task,
                               "all"], env=env, timeout=1200)
-    return dict(root=root, env=env, prepare_log=prepare_log, pretrain_log=pretrain_log,
+    collapsed_log = run_stock([stock_command("nnUNet_train"), "3d_fullres", "GenesisPretrain_TinyCollapsed",
+                               pretrain_task, "all"], env=env, timeout=1200)
+    return dict(root=root, env=env, prepare_log=prepare_log, pretrain_log=pretrain_log, collapsed_log=collapsed_log,
+                collapsed_fold=results_folder("3d_fullres", pretrain_task, "GenesisPretrain_TinyCollapsed", "all"),
                 pretrain_task=pretrain_task, extra=extra,
                 pretrain_fold=results_folder("3d_fullres", pretrain_task, "GenesisPretrain_Tiny", "all"))
 
@@ -116,13 +131,59 @@ def test_prepare_reports_the_corrupt_file_and_uses_the_rest(pretrained, ct_task)
 def test_pretraining_writes_checkpoint_previews_and_restoration_scores(pretrained):
     fold = pretrained["pretrain_fold"]
     for name in ("model_final_checkpoint.model", "model_final_checkpoint.model.pkl", "progress.png",
-                 "restoration_preview.png"):
+                 "restoration_preview.png", "restoration_progress.png", "restoration_history.json"):
         assert os.path.isfile(os.path.join(fold, name)), name
     with open(os.path.join(fold, "validation_restoration", "summary.json")) as f:
         summary = json.load(f)
-    assert summary["cases"] and np.isfinite(summary["mean_mse"])
-    assert any(f.endswith(".png") for f in os.listdir(os.path.join(fold, "validation_restoration")))
+    assert summary["cases"]
+    for kind in ("local_shuffle", "non_linear", "in_painting", "out_painting", "composite"):
+        scores = summary["scores"][kind]
+        assert all(np.isfinite(scores[k]) for k in ("network", "identity", "mean", "variance_ratio")), kind
+        assert os.path.isfile(os.path.join(fold, "validation_restoration", kind + ".png"))
+    with open(os.path.join(fold, "restoration_history.json")) as f:
+        history = json.load(f)
+    assert [h["epoch"] for h in history] == [0, 1, 2]  # every epoch scored per distortion
+    log = pretrained["pretrain_log"]
+    assert log.count("restoration per distortion") == 3 and "local_shuffle" in log and "identity" in log
     assert not os.path.isdir(os.path.join(fold, "validation_raw"))  # no segmentation export
+
+
+def test_collapse_warning_fires_on_a_collapsed_run_and_not_on_a_healthy_one(pretrained):
+    # healthy: the default recipe's residual output starts near the identity and stays there
+    assert "COLLAPSED" not in pretrained["pretrain_log"]
+    log = pretrained["collapsed_log"]
+    # from the third scored epoch on, in the log of that epoch and again at the end of training
+    assert log.count("WARNING: the pretraining network has COLLAPSED") == 2
+    assert "restored patches are flat" in log
+    with open(os.path.join(pretrained["collapsed_fold"], "validation_restoration", "summary.json")) as f:
+        assert json.load(f)["collapse"]
+    with open(os.path.join(pretrained["pretrain_fold"], "validation_restoration", "summary.json")) as f:
+        assert json.load(f)["collapse"] == []
+
+
+def test_restoration_command_scores_any_checkpoint(pretrained, tmp_path):
+    command = [stock_command("nnUNet_genesis_restoration"), "-t", pretrained["pretrain_task"], "--cases", "3"]
+    healthy = subprocess.run(command + ["-w", os.path.join(pretrained["pretrain_fold"], "model_final_checkpoint.model"),
+                                        "-o", str(tmp_path / "healthy")],
+                             env=pretrained["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert healthy.returncode == 0, healthy.stdout[-3000:]
+    assert "residual output (recorded in" in healthy.stdout and "identity" in healthy.stdout
+    with open(tmp_path / "healthy" / "summary.json") as f:
+        summary = json.load(f)
+    assert len(summary["cases"]) == 3 and summary["residual"] is True
+
+    collapsed = subprocess.run(command + ["-w", os.path.join(pretrained["collapsed_fold"],
+                                                             "model_final_checkpoint.model"),
+                                          "-o", str(tmp_path / "collapsed")],
+                               env=pretrained["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert collapsed.returncode == 3 and "COLLAPSED" in collapsed.stdout and "direct output" in collapsed.stdout
+
+    bad = tmp_path / "not_a_checkpoint.model"
+    bad.write_bytes(b"garbage")
+    refused = subprocess.run(command + ["-w", str(bad), "-o", str(tmp_path / "bad")], env=pretrained["env"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert refused.returncode == 2 and str(bad) in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
 
 
 def test_pretrained_checkpoint_fine_tunes_with_full_transfer_and_predicts(pretrained, ct_task, tmp_path):

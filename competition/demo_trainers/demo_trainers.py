@@ -11,6 +11,7 @@ import os
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 
 from nnunet_genesis.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain
+from nnunet_genesis.trainers.base import GenesisTrainerBase
 
 
 def _scale():
@@ -45,5 +46,6 @@ class nnUNetTrainerV2_Genesis_Demo(DemoBudget, nnUNetTrainerV2_Genesis):
     genesis_warmup_epochs = 1
 
 
-class nnUNetTrainerV2_Scratch_Demo(DemoBudget, nnUNetTrainerV2):
-    pass
+class nnUNetTrainerV2_Scratch_Demo(DemoBudget, GenesisTrainerBase, nnUNetTrainerV2):
+    """Stock nnUNetTrainerV2 with the demo's budget (GenesisTrainerBase only stops its augmentation
+    workers when training ends, see nnunet_genesis/trainers/base.py)."""

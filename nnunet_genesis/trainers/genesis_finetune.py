@@ -39,6 +39,8 @@ class GenesisFineTuneMixin(GenesisTrainerBase):
     # 10 of nnU-Net's 1000 epochs (2,500 iterations): ample for 1x1x1 heads to settle, 1 % of the budget.
     genesis_warmup_epochs = 10
     genesis_warmup_lr_scale = 0.0              # 0: transferred parameters frozen during the warm-up
+    genesis_warmup_shape = "constant"          # or "linear": ramp from genesis_warmup_lr_scale to the rate after
+    genesis_transferred_lr_scale = 1.0         # after the warm-up: transferred parameters at this x the rate
 
     transferred_parameter_names = ()
 
@@ -72,8 +74,9 @@ class GenesisFineTuneMixin(GenesisTrainerBase):
         fresh = set(report.fresh_parameter_names())
         self.transferred_parameter_names = [n for n, _ in self.plain_network.named_parameters() if n not in fresh]
         self.initialize_optimizer_and_scheduler()
-        self.print_to_log_file("Warm-up: %d epochs with transferred parameters at %g x the learning rate"
-                               % (self.genesis_warmup_epochs, self.genesis_warmup_lr_scale))
+        self.print_to_log_file("Warm-up: %d epochs (%s) with transferred parameters from %g x the learning rate, "
+                               "then %g x" % (self.genesis_warmup_epochs, self.genesis_warmup_shape,
+                                              self.genesis_warmup_lr_scale, self.genesis_transferred_lr_scale))
         return report
 
     def load_checkpoint_ram(self, checkpoint, train=True):
@@ -92,7 +95,8 @@ class GenesisFineTuneMixin(GenesisTrainerBase):
         ep = self.epoch + 1 if epoch is None else epoch
         base_lr = self.optimizer.param_groups[0]["lr"]
         for group in self.optimizer.param_groups:
-            scale = warmup_lr_scale(ep, self.genesis_warmup_epochs, self.genesis_warmup_lr_scale) \
+            scale = warmup_lr_scale(ep, self.genesis_warmup_epochs, self.genesis_warmup_lr_scale,
+                                    self.genesis_warmup_shape, self.genesis_transferred_lr_scale) \
                 if group.get("genesis_role") == TRANSFERRED else 1.0
             group["lr"] = base_lr * scale
 

@@ -8,38 +8,61 @@ output, MSE on the full-resolution output. The network is the plans' Generic_UNe
 ``model_final_checkpoint.model`` feeds ``nnUNetTrainerV2_Genesis -pretrained_weights`` directly,
 and ``-c`` resumes like any nnU-Net training.
 
-Defaults (nnU-Net's, so a pretraining run costs what one fold costs): 1000 epochs x 250
-iterations, SGD (Nesterov, momentum 0.99) from lr 0.01 with the poly schedule, gradient clipping
-at 12. ``nnUNetTrainerV2_GenesisPretrain_Published`` uses the published optimiser instead (SGD
-lr 0.1, momentum 0.9) and stops after 20 epochs without improvement. Other choices are thin
-subclasses that change class attributes or ``__init__`` values, as nnU-Net's own variants do.
+Optimiser, schedule and output form come from a recipe (``nnunet_genesis/recipes.py``), chosen by
+measurement (``benchmarks/pretrain_learning.py``, see the README): ``genesis_recipe``. The learning
+rate is set before every training iteration (a warm-up shorter than an epoch works), from the
+progress ``(epoch + batch / batches per epoch) / max_num_epochs``. Variants:
+``nnUNetTrainerV2_GenesisPretrain_NnUNetSGD`` (nnU-Net's SGD, the former default) and
+``nnUNetTrainerV2_GenesisPretrain_Published`` (SGD lr 0.1, momentum 0.9, constant rate, early
+stopping after 20 epochs without improvement). 1000 epochs x 250 iterations, as nnU-Net.
 
-Validation: the validation loss is the restoration MSE; nnU-Net's "evaluation metric" (its plot
-and best-checkpoint choice) is the validation R^2. At the end of training, ``validate()``
-writes restoration scores and preview PNGs to ``validation_restoration/`` instead of nnU-Net's
-segmentation export; a preview of one validation patch is written every
-``genesis_preview_every`` epochs as ``restoration_preview.png`` next to ``progress.png``.
+Validation, what the user sees:
+* nnU-Net's "evaluation metric" (its plot and best-checkpoint choice) is the R^2 of the
+  validation batches (composite distortion);
+* every ``genesis_diagnostics_every`` epochs, the network's R^2 per distortion against the
+  identity and mean baselines on fixed validation patches (``nnunet_genesis/restoration.py``):
+  a table in the log, ``restoration_history.json`` and ``restoration_progress.png`` next to
+  nnU-Net's ``progress.png``, and a COLLAPSE warning in the log when the restored patches are
+  flat;
+* ``restoration_preview.png`` (original / distorted / restored) every ``genesis_preview_every``
+  epochs;
+* at the end, ``validate()`` writes ``validation_restoration/`` (per-distortion scores of up to
+  ``genesis_validation_cases`` cases, previews per distortion, the verdict) instead of nnU-Net's
+  segmentation export, and repeats any collapse warning last.
 """
 import os
 
 import numpy as np
-import torch
 from batchgenerators.utilities.file_and_folder_operations import join
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 from nnunet.training.network_training.nnUNetTrainerV2_DDP import nnUNetTrainerV2_DDP
 
-from nnunet_genesis.pretraining import (RestorationAccumulator, RestorationLoss, central_patch,
-                                        genesis_augmentation, restore_patch, validate_restoration)
+from nnunet_genesis.pretraining import (RestorationAccumulator, RestorationLoss, add_residual_output, central_patch,
+                                        genesis_augmentation, restoration_report, restore_patch, validation_pairs)
+from nnunet_genesis.recipes import RECIPES, learning_rate, make_optimizer
+from nnunet_genesis.restoration import (collapse_reasons, collapse_warning, format_scores, plot_history,
+                                        score_pairs, write_json_atomic)
 from nnunet_genesis.trainers.ddp import CpuCapableDDPMixin
 from nnunet_genesis.trainers.base import GenesisTrainerBase
 
+HISTORY_FILE = "restoration_history.json"
+PROGRESS_PLOT = "restoration_progress.png"
+PREVIEW_FILE = "restoration_preview.png"
+
 
 class GenesisPretrainMixin(GenesisTrainerBase):
+    genesis_recipe = "adamw_residual"  # a key of nnunet_genesis.recipes.RECIPES (measured: see the README)
     genesis_transform_kwargs = {}     # GenesisTransform arguments (defaults: the published values)
     genesis_preview_every = 50        # epochs, like nnU-Net's checkpoint interval
+    genesis_diagnostics_every = 1     # epochs between per-distortion scores (log, history, plot)
+    genesis_diagnostic_cases = 4      # validation cases whose central patches are scored every epoch
     genesis_validation_cases = 20     # whole validation cases scored by validate()
     genesis_validation_folder = "validation_restoration"
     genesis_early_stopping = False    # True: stop after self.patience epochs without improvement
+
+    @property
+    def recipe(self):
+        return RECIPES[self.genesis_recipe]
 
     def make_genesis_transform(self, seed):
         from nnunet_genesis.transforms import GenesisTransform
@@ -61,12 +84,45 @@ class GenesisPretrainMixin(GenesisTrainerBase):
                 self.dl_tr, self.dl_val, self.data_aug_params["patch_size_for_spatialtransform"],
                 self.data_aug_params, self.make_genesis_transform, pin_memory=self.pin_memory)
 
+    def initialize_network(self):
+        super().initialize_network()
+        if self.recipe.residual:
+            add_residual_output(self.plain_network, zero_init=self.recipe.zero_init_output)
+
     def setup_DA_params(self):
         super().setup_DA_params()
         self.oversample_foreground_percent = 0.0  # unlabeled data: there is no foreground to favour
 
     def compute_loss(self, output, target):  # nnUNetTrainerV2_DDP's loss hook
         return self.loss(output, target)
+
+    # --- optimiser and learning rate from the recipe ----------------------------------------
+    def initialize_optimizer_and_scheduler(self):
+        assert self.network is not None, "self.initialize_network must be called first"
+        self.initial_lr = self.recipe.peak_lr
+        self.optimizer = make_optimizer(self.recipe, self.network.parameters())
+        self.lr_scheduler = None
+
+    def set_recipe_lr(self, epochs_done):
+        """Learning rate for training progress ``epochs_done / max_num_epochs`` (fractional epochs)."""
+        lr = learning_rate(self.recipe, epochs_done / max(self.max_num_epochs, 1))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def maybe_update_lr(self, epoch=None):
+        # replaces nnUNetTrainerV2's poly-only rule (nnUNetTrainerV2.maybe_update_lr), which would
+        # apply a poly decay whatever the recipe says
+        ep = self.epoch + 1 if epoch is None else epoch
+        self._batch_in_epoch = 0
+        self.print_to_log_file("lr:", np.round(self.set_recipe_lr(ep), decimals=6))
+
+    def run_iteration(self, data_generator, do_backprop=True, run_online_evaluation=False):
+        if do_backprop:
+            batch = getattr(self, "_batch_in_epoch", 0)
+            self.set_recipe_lr(self.epoch + batch / max(self.num_batches_per_epoch, 1))
+            self._batch_in_epoch = batch + 1
+        return super().run_iteration(data_generator, do_backprop, run_online_evaluation)
 
     # --- online evaluation: R^2 of the validation batches ------------------------------------
     def run_online_evaluation(self, output, target):
@@ -80,7 +136,7 @@ class GenesisPretrainMixin(GenesisTrainerBase):
         self.print_to_log_file("validation restoration: MSE %.5f, R^2 %.4f" % (acc.mse(), acc.r2()))
         self._restoration_accumulator = RestorationAccumulator()
 
-    # --- previews and final validation ------------------------------------------------------
+    # --- per-distortion diagnostics -----------------------------------------------------------
     def _validation_volumes(self, max_cases):
         cases = {}
         for key in sorted(self.dataset_val.keys())[:max_cases]:
@@ -89,6 +145,39 @@ class GenesisPretrainMixin(GenesisTrainerBase):
             volume = np.load(npy, mmap_mode="r") if os.path.isfile(npy) else np.load(data_file)["data"]
             cases[key] = np.asarray(volume[:-1], dtype=np.float32)  # the last channel is nnU-Net's seg
         return cases
+
+    def restoration_history(self):
+        """Per-distortion scores so far: [{"epoch", "scores", "collapse"}], kept across ``-c``."""
+        if getattr(self, "_restoration_history", None) is None:
+            history = []
+            path = join(self.output_folder, HISTORY_FILE)
+            if os.path.isfile(path):
+                import json
+                with open(path) as f:
+                    history = [h for h in json.load(f) if h["epoch"] < self.epoch]
+            self._restoration_history = history
+        return self._restoration_history
+
+    def score_restoration_now(self):
+        """Score the network per distortion on the fixed diagnostic patches, log the table, keep
+        the history (JSON + PNG) and warn on collapse. Returns the history entry."""
+        if getattr(self, "_diagnostic_pairs", None) is None:
+            self._diagnostic_pairs = validation_pairs(self._validation_volumes(self.genesis_diagnostic_cases),
+                                                      self.patch_size, self.make_genesis_transform)
+        network = self.plain_network
+        scores = score_pairs(self._diagnostic_pairs, restore=lambda d: restore_patch(network, d))
+        history = self.restoration_history()
+        reasons = collapse_reasons(scores, epochs_scored=len(history) + 1)
+        entry = {"epoch": int(self.epoch), "scores": scores, "collapse": reasons}
+        history.append(entry)
+        self.print_to_log_file("restoration per distortion (R^2 on %d validation patches):\n%s"
+                               % (len(next(iter(self._diagnostic_pairs.values()), [])), format_scores(scores)))
+        if reasons:
+            self.print_to_log_file(collapse_warning(reasons))
+        write_json_atomic(history, join(self.output_folder, HISTORY_FILE))
+        plot_history(history, join(self.output_folder, PROGRESS_PLOT),
+                     title="%s: restoration R² per distortion" % self.genesis_recipe)
+        return entry
 
     def write_restoration_preview(self):
         from nnunet_genesis.previews import save_preview_grid
@@ -99,11 +188,10 @@ class GenesisPretrainMixin(GenesisTrainerBase):
         original = central_patch(volume, self.patch_size)
         batch = self.make_genesis_transform(2024)(data=original[None].copy())
         restored = restore_patch(self.plain_network, batch["data"][0])
-        path = join(self.output_folder, "restoration_preview.png")
+        path = join(self.output_folder, PREVIEW_FILE)
         save_preview_grid({"original": batch["target"][0], "distorted": batch["data"][0], "restored": restored},
                           path, title="%s, epoch %d" % (name, self.epoch))
         return path
-
 
     def on_epoch_end(self):
         if self.genesis_early_stopping:
@@ -112,9 +200,11 @@ class GenesisPretrainMixin(GenesisTrainerBase):
             continue_training = NetworkTrainer.on_epoch_end(self) and self.epoch < self.max_num_epochs
         else:
             continue_training = super().on_epoch_end()
-        if self.epoch % self.genesis_preview_every == self.genesis_preview_every - 1 or \
-                self.epoch == self.max_num_epochs - 1 or not continue_training:
-            if getattr(self, "local_rank", 0) == 0:
+        last = self.epoch == self.max_num_epochs - 1 or not continue_training
+        if getattr(self, "local_rank", 0) == 0:
+            if self.epoch % self.genesis_diagnostics_every == 0 or last:
+                self.score_restoration_now()
+            if self.epoch % self.genesis_preview_every == self.genesis_preview_every - 1 or last:
                 self.write_restoration_preview()
         return continue_training
 
@@ -122,12 +212,13 @@ class GenesisPretrainMixin(GenesisTrainerBase):
         """Replaces nnU-Net's segmentation export (``nnUNet_train`` calls it after training)."""
         if getattr(self, "local_rank", 0) != 0:
             return None
-        summary = validate_restoration(self.plain_network, self._validation_volumes(self.genesis_validation_cases),
-                                       self.patch_size, self.make_genesis_transform,
-                                       join(self.output_folder, self.genesis_validation_folder))
-        self.print_to_log_file("restoration of %d validation cases: mean MSE %.5f (distorted input %.5f), "
-                               "mean R^2 %.4f" % (len(summary["cases"]), summary["mean_mse"],
-                                                  summary["mean_distorted_mse"], summary["mean_r2"]))
+        summary = restoration_report(self.plain_network, self._validation_volumes(self.genesis_validation_cases),
+                                     self.patch_size, self.make_genesis_transform,
+                                     join(self.output_folder, self.genesis_validation_folder))
+        self.print_to_log_file("restoration of %d validation cases (central patches), recipe %s:\n%s"
+                               % (len(summary["cases"]), self.genesis_recipe, format_scores(summary["scores"])))
+        if summary["collapse"]:
+            self.print_to_log_file(collapse_warning(summary["collapse"]))
         return summary
 
 
@@ -135,19 +226,24 @@ class nnUNetTrainerV2_GenesisPretrain(GenesisPretrainMixin, nnUNetTrainerV2):
     """``nnUNet_train 3d_fullres nnUNetTrainerV2_GenesisPretrain TASK all``"""
 
 
+class nnUNetTrainerV2_GenesisPretrain_NnUNetSGD(nnUNetTrainerV2_GenesisPretrain):
+    """nnU-Net's SGD (lr 0.01, Nesterov momentum 0.99, poly decay), direct output: the former default."""
+    genesis_recipe = "nnunet_sgd"
+
+
+class nnUNetTrainerV2_GenesisPretrain_AdamW(nnUNetTrainerV2_GenesisPretrain):
+    """AdamW with warm-up and poly decay, direct (non-residual) output."""
+    genesis_recipe = "adamw"
+
+
 class nnUNetTrainerV2_GenesisPretrain_Published(nnUNetTrainerV2_GenesisPretrain):
-    """The published optimiser (SGD lr 0.1, momentum 0.9) and early stopping (patience 20)."""
+    """The published optimiser (SGD lr 0.1, momentum 0.9, constant rate) and early stopping (patience 20)."""
+    genesis_recipe = "published_sgd"
     genesis_early_stopping = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.initial_lr = 0.1
         self.patience = 20
-
-    def initialize_optimizer_and_scheduler(self):
-        self.optimizer = torch.optim.SGD(self.network.parameters(), self.initial_lr, momentum=0.9,
-                                         weight_decay=self.weight_decay)
-        self.lr_scheduler = None
 
 
 class nnUNetTrainerV2_GenesisPretrain_DDP(GenesisPretrainMixin, CpuCapableDDPMixin, nnUNetTrainerV2_DDP):

@@ -1,0 +1,79 @@
+"""Pretraining recipes: optimiser, learning-rate schedule and output form, as data.
+
+One recipe is one row of ``RECIPES``; the pretraining trainer and its variants, and
+``benchmarks/pretrain_learning.py`` (which measured them) read it from here. The schedule is a
+function of training progress ``t`` in [0, 1) (iteration / total iterations, or epoch / total
+epochs), so one recipe serves any budget:
+
+    lr(t) = peak_lr * t / warmup                       for t < warmup   (linear warm-up)
+    lr(t) = peak_lr * (1 - (t - warmup) / (1 - warmup)) ** 0.9   after   (nnU-Net's poly decay)
+    lr(t) = peak_lr                                    when ``schedule == "constant"``
+
+``residual``: the network predicts the correction, ``restored = distorted + network(distorted)``
+(trained with MSE against the original as always). A Generic_UNet starts near a constant output;
+with a residual it starts near the identity, which is already a good answer for local shuffling
+and in-painting, and it has only to learn what the distortion changed. ``zero_init_output`` sets the
+full-resolution output layer (``seg_outputs[-1]``, never transferred to fine-tuning) to zero, so
+training starts exactly at the identity.
+"""
+from dataclasses import asdict, dataclass
+
+import torch
+
+POLY_EXPONENT = 0.9  # nnU-Net's poly_lr (nnunet/training/learning_rate/poly_lr.py)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    optimizer: str            # "sgd" or "adamw"
+    peak_lr: float
+    momentum: float = 0.0     # SGD only
+    nesterov: bool = False    # SGD only
+    weight_decay: float = 3e-5
+    warmup: float = 0.0       # fraction of training spent warming up linearly
+    schedule: str = "poly"    # "poly" or "constant"
+    residual: bool = False
+    zero_init_output: bool = False  # residual only: the full-resolution output layer starts at 0
+    description: str = ""
+
+    def as_dict(self):
+        return asdict(self)
+
+
+RECIPES = {r.name: r for r in (
+    Recipe("nnunet_sgd", "sgd", 1e-2, momentum=0.99, nesterov=True,
+           description="nnU-Net's own: SGD lr 0.01, Nesterov momentum 0.99, poly decay"),
+    Recipe("published_sgd", "sgd", 1e-1, momentum=0.9, schedule="constant",
+           description="Models Genesis as published: SGD lr 0.1, momentum 0.9"),
+    Recipe("adamw", "adamw", 1e-3, weight_decay=1e-4, warmup=0.05,
+           description="AdamW lr 1e-3, 5 % linear warm-up, poly decay"),
+    Recipe("adamw_residual", "adamw", 1e-3, weight_decay=1e-4, warmup=0.05, residual=True,
+           description="AdamW lr 1e-3, 5 % linear warm-up, poly decay, residual output"),
+    Recipe("adamw_identity_start", "adamw", 1e-3, weight_decay=1e-4, warmup=0.05, residual=True,
+           zero_init_output=True,
+           description="AdamW lr 1e-3, 5 % linear warm-up, poly decay, residual output starting at the identity"),
+    Recipe("sgd_residual", "sgd", 1e-2, momentum=0.99, nesterov=True, residual=True,
+           description="nnU-Net's SGD with a residual output"),
+)}
+
+
+def learning_rate(recipe: Recipe, progress: float) -> float:
+    """The learning rate at training progress ``progress`` in [0, 1] (see module doc)."""
+    progress = min(max(float(progress), 0.0), 1.0)
+    if recipe.schedule == "constant":
+        return recipe.peak_lr
+    if recipe.warmup > 0 and progress < recipe.warmup:
+        return recipe.peak_lr * progress / recipe.warmup
+    decayed = (progress - recipe.warmup) / (1.0 - recipe.warmup) if recipe.warmup < 1 else 1.0
+    return recipe.peak_lr * (1.0 - min(decayed, 1.0)) ** POLY_EXPONENT
+
+
+def make_optimizer(recipe: Recipe, parameters) -> torch.optim.Optimizer:
+    """The recipe's optimiser at its peak rate (the schedule sets ``lr`` each step or epoch)."""
+    if recipe.optimizer == "sgd":
+        return torch.optim.SGD(parameters, recipe.peak_lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
+                               weight_decay=recipe.weight_decay)
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(parameters, recipe.peak_lr, weight_decay=recipe.weight_decay)
+    raise ValueError("recipe %s: unknown optimizer %r (sgd or adamw)" % (recipe.name, recipe.optimizer))

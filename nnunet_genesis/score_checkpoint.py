@@ -1,0 +1,97 @@
+"""Score any pretraining checkpoint's restoration on a prepared task (``nnUNet_genesis_restoration``).
+
+The network is the one the task's plans give (Generic_UNet, output channels = input channels,
+as ``nnUNetTrainerV2_GenesisPretrain`` builds it); the weights must fill it completely (the
+adaptive transfer in strict mode, segmentation heads included, so a checkpoint planned for another
+task is adapted where the rules allow and refused otherwise). Whether the output is residual
+(``nnunet_genesis/recipes.py``) is read from the checkpoint's ``.model.pkl`` (the trainer that
+wrote it and its recipe), or given by the caller for weights without one.
+"""
+import os
+import pickle
+from typing import Optional
+
+import numpy as np
+
+
+class ScoreError(ValueError):
+    """Bad input to the scoring command: one line naming the file and the fault."""
+
+
+def residual_from_checkpoint(weights: str) -> Optional[bool]:
+    """True / False when ``weights``'s ``.pkl`` names a Genesis pretraining trainer; None when there
+    is no ``.pkl`` or it names another trainer."""
+    info = weights + ".pkl"
+    if not os.path.isfile(info):
+        return None
+    try:
+        with open(info, "rb") as f:
+            name = pickle.load(f).get("name")
+    except Exception as error:
+        raise ScoreError("%s: not an nnU-Net checkpoint .pkl (%s: %s)" % (info, type(error).__name__, error))
+    from nnunet_genesis.integration import find_genesis_trainer
+    from nnunet_genesis.recipes import RECIPES
+    trainer = find_genesis_trainer(str(name))
+    recipe = getattr(trainer, "genesis_recipe", None)
+    return RECIPES[recipe].residual if recipe in RECIPES else None
+
+
+def load_prepared_cases(task_dir: str, plans: dict, stage, max_cases: int):
+    """Up to ``max_cases`` preprocessed cases of ``task_dir`` (sorted by name), without the seg channel."""
+    folder = os.path.join(task_dir, "%s_stage%s" % (plans["data_identifier"], stage))
+    if not os.path.isdir(folder):
+        raise ScoreError("%s: no preprocessed data folder (run nnUNet_genesis_prepare first)" % folder)
+    names = sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".npz"))[:max_cases]
+    if not names:
+        raise ScoreError("%s: no prepared cases (.npz)" % folder)
+    cases = {}
+    for name in names:
+        path = os.path.join(folder, name + ".npz")
+        try:
+            cases[name] = np.asarray(np.load(path)["data"][:-1], dtype=np.float32)
+        except Exception as error:
+            raise ScoreError("%s: unreadable prepared case (%s: %s)" % (path, type(error).__name__, error))
+    return cases
+
+
+def score_checkpoint(weights: str, task: str, output_folder: str, max_cases: int = 20,
+                     residual: Optional[bool] = None, plans_identifier: str = "nnUNetPlansv2.1"):
+    """Score ``weights`` on the prepared task ``task`` (id or name); writes ``output_folder``
+    (summary.json, a preview PNG per distortion). Returns (summary, residual, how residual was decided)."""
+    from nnunet_genesis.pretraining import add_residual_output, restoration_report
+    from nnunet_genesis.transfer import TransferRefused, build_network_from_plans, transfer_weights
+    from nnunet_genesis.transforms import GenesisTransform
+    from nnunet_genesis.unlabeled import _nnunet_folders, resolve_task_name
+
+    if not os.path.isfile(weights):
+        raise ScoreError("%s: no such checkpoint file" % weights)
+    task_name = resolve_task_name(task)
+    task_dir = os.path.join(_nnunet_folders()[2], task_name)
+    plans_file = os.path.join(task_dir, plans_identifier + "_plans_3D.pkl")
+    if not os.path.isfile(plans_file):
+        raise ScoreError("%s: no 3D plans (prepare the task with nnUNet_genesis_prepare first)" % plans_file)
+    with open(plans_file, "rb") as f:
+        plans = pickle.load(f)
+    stage = sorted(plans["plans_per_stage"])[-1]
+    network = build_network_from_plans(plans, stage=stage, num_classes=plans["num_modalities"],
+                                       deep_supervision=False)
+    try:
+        transfer_weights(network, weights, include_seg_outputs=True, strict=True)
+    except TransferRefused as refused:
+        raise ScoreError("%s does not fit the restoration network of %s's plans: %s"
+                         % (weights, task_name, "; ".join(refused.reasons)))
+    recorded = residual_from_checkpoint(weights)
+    if residual is None:
+        residual, how = (bool(recorded), "recorded in %s.pkl" % weights) if recorded is not None else \
+            (False, "not recorded (no Genesis .pkl beside the weights): assumed direct; pass --residual if not")
+    else:
+        how = "given on the command line"
+    if residual:
+        add_residual_output(network)
+    cases = load_prepared_cases(task_dir, plans, stage, max_cases)
+    patch_size = [int(p) for p in plans["plans_per_stage"][stage]["patch_size"]]
+    summary = restoration_report(network, cases, patch_size, lambda seed: GenesisTransform(seed=seed), output_folder)
+    summary.update({"weights": os.path.abspath(weights), "task": task_name, "residual": residual})
+    from nnunet_genesis.restoration import write_json_atomic
+    write_json_atomic(summary, os.path.join(output_folder, "summary.json"))
+    return summary, residual, how

@@ -122,7 +122,7 @@ def pretrain_with_progress(env, pretrain_task, log_file, say):
         command.append("-c")
     say("$ " + format_command(command, env))
     with tqdm(desc="pretraining", unit="epoch", file=say.stream) as bar:
-        run_logged(command, env, log_file, progress=lambda e: bar.update(e + 1 - bar.n))
+        run_logged(command, env, log_file, progress=lambda: bar.update(1))
     return fold_dir
 
 

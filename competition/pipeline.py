@@ -748,7 +748,7 @@ def run_task(decathlon_dir, task_id=None, folds=DEFAULT_FOLDS, pretrain_task_id=
         if not dry_run:
             log("[%d/%d] %s finished in %s" % (step.number, len(STEP_NAMES), name, format_seconds(seconds)))
     if stop_after is not None and stop_after != STEP_NAMES[-1]:
-        log("stopped after %s (--stop_after); run again without it to go on" % stop_after)
+        log("stopped after %s (as asked: stop_after)" % stop_after)
     elif not dry_run:
         log("predictions: %s" % config.prediction_dir)
         if config.decathlon_name in MSD_TASKS:

@@ -29,7 +29,7 @@ Outputs: ``study.json`` (configuration, every run with its cases and scores, the
 ``study.md`` (the table) and ``study.png`` (Dice against labelled cases, mean +- sd per arm), all
 written atomically. Finished runs (final checkpoint, all predictions, evaluation) are skipped on
 a re-run; an interrupted training resumes with ``-c``. Progress: one bar over the runs and, per
-training, the epochs nnU-Net reports.
+training, the epochs nnU-Net reports finished.
 """
 import json
 import os
@@ -46,7 +46,7 @@ ARMS = ("scratch", "genesis")
 ALL = "all"
 STUDY_FILES = ("study.json", "study.md", "study.png")
 SPLITS_FILE = "splits_final.pkl"
-EPOCH_LINE = re.compile(r"^epoch:\s+(\d+)")
+EPOCH_DONE_LINE = re.compile(r"This epoch took")  # nnU-Net v1 logs it after every finished epoch
 
 
 class StudyError(RuntimeError):
@@ -138,6 +138,16 @@ def user_fold(task_dir: str, fold: int):
     return [str(c) for c in splits[fold]["train"]], [str(c) for c in splits[fold]["val"]], source
 
 
+def task_label_names(task_dir: str) -> Dict[int, str]:
+    """{label: name} from the planned task's dataset.json (empty if it has none)."""
+    path = os.path.join(task_dir, "dataset.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        labels = json.load(f).get("labels", {})
+    return {int(k): str(v) for k, v in labels.items() if str(k).isdigit() and int(k) != 0}
+
+
 def build_study_workspace(task_dir: str, out_dir: str, runs: Sequence[Run], val_cases: Sequence[str]) -> List[Run]:
     """``OUT/nnUNet_preprocessed/TASK``: links to the user's task files, and the study's own
     ``splits_final.pkl`` with one fold per subset. A study folder grows: a re-run with more counts
@@ -181,8 +191,8 @@ def build_study_workspace(task_dir: str, out_dir: str, runs: Sequence[Run], val_
 # Running the stock commands
 # --------------------------------------------------------------------------------------------
 def run_logged(command: List[str], env: Dict[str, str], log_path: str, progress=None) -> None:
-    """Run ``command``, appending its output to ``log_path``; ``progress(epoch)`` is called on each
-    'epoch: N' line nnU-Net prints. StudyError naming the command and log on failure."""
+    """Run ``command``, appending its output to ``log_path``; ``progress()`` is called whenever
+    nnU-Net reports a finished epoch. StudyError naming the command and log on failure."""
     with open(log_path, "a") as log:
         log.write("$ %s\n" % " ".join(command))
         log.flush()
@@ -190,9 +200,8 @@ def run_logged(command: List[str], env: Dict[str, str], log_path: str, progress=
                                    bufsize=1)
         for line in process.stdout:
             log.write(line)
-            match = EPOCH_LINE.match(line.strip())
-            if match and progress is not None:
-                progress(int(match.group(1)))
+            if progress is not None and EPOCH_DONE_LINE.search(line):
+                progress()
         status = process.wait()
     if status != 0:
         raise StudyError("failed (exit status %d): %s; its output is in %s" % (status, " ".join(command), log_path))
@@ -362,6 +371,7 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
         os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
 
     train_cases, val_cases, split_source = user_fold(task_dir, fold)
+    label_names = task_label_names(task_dir)
     runs = build_study_workspace(task_dir, out_dir, plan_runs(train_cases, counts, seeds), val_cases)
     study_env = dict(env, nnUNet_preprocessed=os.path.join(out_dir, "nnUNet_preprocessed"),
                      RESULTS_FOLDER=os.path.join(out_dir, "nnUNet_results"))
@@ -388,7 +398,7 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
                 command += ["-pretrained_weights", os.path.abspath(weights)]
             epochs = tqdm(desc="  %s: training" % run.name, unit="epoch", file=console, leave=False)
             try:
-                run_logged(command, study_env, log_path, progress=lambda e: epochs.update(e + 1 - epochs.n))
+                run_logged(command, study_env, log_path, progress=lambda: epochs.update(1))
             finally:
                 epochs.close()
         pred_dir = os.path.join(out_dir, "predictions", trainer, run.name)
@@ -401,7 +411,7 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
         per_case = os.path.join(eval_dir, "per_case.csv")
         if not os.path.isfile(per_case):
             evaluate_folders(test_labels, pred_dir, labels=labels, tolerance_mm=tolerance_mm, out_dir=eval_dir,
-                             num_processes=1, verbose=False)
+                             num_processes=1, label_names=label_names, verbose=False)
         with open(os.path.join(eval_dir, "summary.json")) as f:
             scored_labels = [int(k) for k in json.load(f)["labels"]]
         dice = per_case_mean_dice(per_case, scored_labels)

@@ -193,15 +193,24 @@ def validation_pairs(cases: Dict[str, np.ndarray], patch_size, make_genesis_tran
     return distorted_pairs(patches, base=make_genesis_transform(seed), seed=seed)
 
 
+def short_names(names):
+    """Case names without the prefix they all share (row labels of the preview grids)."""
+    prefix = os.path.commonprefix(list(names)) if len(names) > 1 else ""
+    prefix = prefix[:prefix.rfind("_") + 1]
+    return [n[len(prefix):] or n for n in names]
+
+
 def restoration_report(network, cases: Dict[str, np.ndarray], patch_size, make_genesis_transform,
-                       output_folder: str, max_previews: int = 5, seed: int = 0) -> Dict:
+                       output_folder: str, max_previews: int = 5, seed: int = 0, iterations=None,
+                       min_iterations=None) -> Dict:
     """Score ``network`` per distortion on the central patches of ``cases`` against the identity
     and mean baselines (``nnunet_genesis.restoration``), check it for collapse, and write
     ``summary.json`` plus one preview PNG per distortion (original / distorted / restored of up
-    to ``max_previews`` cases) to ``output_folder``. Returns the summary."""
+    to ``max_previews`` cases) to ``output_folder``. ``iterations``: training iterations behind the
+    network (None: unknown, always judged; see ``restoration.collapse_reasons``). Returns the summary."""
     from nnunet_genesis.previews import save_preview_grid
-    from nnunet_genesis.restoration import (collapse_reasons, restoration_verdict, score_pairs,
-                                            write_json_atomic, COLLAPSE_MIN_EPOCHS)
+    from nnunet_genesis.restoration import (COLLAPSE_MIN_ITERATIONS, collapse_reasons, restoration_verdict,
+                                            score_pairs, write_json_atomic)
     os.makedirs(output_folder, exist_ok=True)
     pairs = validation_pairs(cases, patch_size, make_genesis_transform, seed)
     restored = {kind: [restore_patch(network, d) for d, _ in kind_pairs] for kind, kind_pairs in pairs.items()}
@@ -219,11 +228,12 @@ def restoration_report(network, cases: Dict[str, np.ndarray], patch_size, make_g
             columns.setdefault("distorted", []).append(distorted[channel])
             columns.setdefault("restored", []).append(restored[kind][i][channel])
         save_preview_grid({k: np.concatenate(v) for k, v in columns.items()},
-                          os.path.join(output_folder, "%s.png" % kind), channel_names=names[:n],
+                          os.path.join(output_folder, "%s.png" % kind), channel_names=short_names(names[:n]),
                           title="%s: R^2 network %.3f, identity %.3f" % (kind, scores[kind]["network"],
                                                                         scores[kind]["identity"]))
     summary = {"cases": names, "patch_size": [int(p) for p in patch_size], "scores": scores,
                "verdict": restoration_verdict(scores),
-               "collapse": collapse_reasons(scores, epochs_scored=COLLAPSE_MIN_EPOCHS)}
+               "collapse": collapse_reasons(scores, iterations, min_iterations if min_iterations is not None
+                                            else COLLAPSE_MIN_ITERATIONS)}
     write_json_atomic(summary, os.path.join(output_folder, "summary.json"))
     return summary

@@ -39,6 +39,7 @@ def test_baselines_on_hand_made_pairs():
     s = scores["local_shuffle"]
     assert s["identity"] == pytest.approx(1 - 98 / 42)
     assert s["mean"] == pytest.approx(0.0)
+    assert s["template"] == 1.0                                          # one patch is its own template
     assert np.isnan(s["network"]) and np.isnan(s["variance_ratio"])     # no network given
     assert np.all(mean_answer(original) == 3.5)
     flat = score_pairs({"local_shuffle": [(distorted, original)]}, restore=lambda d: np.zeros_like(d))
@@ -46,6 +47,16 @@ def test_baselines_on_hand_made_pairs():
     assert flat["local_shuffle"]["variance_ratio"] == 0.0
     perfect = score_pairs({"local_shuffle": [(distorted, original)]}, answers={"local_shuffle": [original]})
     assert perfect["local_shuffle"]["network"] == 1.0 and perfect["local_shuffle"]["variance_ratio"] == 1.0
+
+
+def test_template_baseline_is_the_voxelwise_mean_of_the_originals():
+    from nnunet_genesis.restoration import template_answer
+    a, b = np.zeros((1, 1, 1, 2)), np.array([[[[2.0, 4.0]]]])
+    assert np.array_equal(template_answer([a, b]), np.array([[[[1.0, 2.0]]]]))
+    # template (1, 2) against a = (0, 0): SSE 5, SST 0; against b: SSE 5, SST 2 -> R^2 = 1 - 10 / 2
+    s = score_pairs({"in_painting": [(a, a), (b, b)]})["in_painting"]
+    assert s["template"] == pytest.approx(1 - 10 / 2)
+    assert template_answer([a, np.zeros((1, 1, 1, 3))]) is None
 
 
 def test_constant_original_has_no_r2():
@@ -103,18 +114,20 @@ def test_collapse_fires_on_a_collapsed_network_and_not_on_a_healthy_one():
     pairs = distorted_pairs(_patches(), seed=2)
     collapsed = score_pairs(pairs, restore=lambda d: np.full_like(d, float(d.mean())))
     healthy = score_pairs(pairs, answers={k: [o for _, o in v] for k, v in pairs.items()})
-    reasons = collapse_reasons(collapsed, epochs_scored=5)
+    reasons = collapse_reasons(collapsed, iterations=500)
     assert len(reasons) == 2 and "flat" in reasons[0] and "local_shuffle and in_painting" in reasons[1]
     assert "COLLAPSED" in collapse_warning(reasons)
-    assert collapse_reasons(healthy, epochs_scored=5) == []
-    assert collapse_reasons(collapsed, epochs_scored=2) == []  # a fresh network is flat too: wait
+    assert collapse_reasons(healthy, iterations=500) == []
+    assert collapse_reasons(collapsed, iterations=100) == []  # a fresh network is flat too: wait
+    assert collapse_reasons(collapsed, iterations=100, min_iterations=50) == reasons
+    assert collapse_reasons(collapsed) == reasons            # weights of unknown history: always judged
 
 
 def test_collapse_rules_separately():
-    assert collapse_reasons(_scores(0.6, variance_ratio=0.05), 3)[0].startswith("restored patches are flat")
-    below_mean = collapse_reasons(_scores(-0.2), 3)
+    assert collapse_reasons(_scores(0.6, variance_ratio=0.05))[0].startswith("restored patches are flat")
+    below_mean = collapse_reasons(_scores(-0.2))
     assert len(below_mean) == 1 and "no better than a constant" in below_mean[0]
-    assert collapse_reasons(_scores(0.3), 3) == []            # below identity but learning: no collapse
+    assert collapse_reasons(_scores(0.3)) == []               # below identity but learning: no collapse
 
 
 def test_verdict_and_table():
@@ -169,9 +182,9 @@ def test_published_variant_keeps_its_constant_rate_after_several_epochs(ct_task,
 
 def test_residual_output_adds_the_input(ct_task, tmp_path):
     import torch
-    from nnunet_genesis.trainers import nnUNetTrainerV2_GenesisPretrain, nnUNetTrainerV2_GenesisPretrain_NnUNetSGD
-    residual = _pretrainer(nnUNetTrainerV2_GenesisPretrain, ct_task, tmp_path / "r")
-    direct = _pretrainer(nnUNetTrainerV2_GenesisPretrain_NnUNetSGD, ct_task, tmp_path / "d")
+    from nnunet_genesis.trainers import nnUNetTrainerV2_GenesisPretrain, nnUNetTrainerV2_GenesisPretrain_Residual
+    residual = _pretrainer(nnUNetTrainerV2_GenesisPretrain_Residual, ct_task, tmp_path / "r")
+    direct = _pretrainer(nnUNetTrainerV2_GenesisPretrain, ct_task, tmp_path / "d")
     assert RECIPES[residual.genesis_recipe].residual and not RECIPES[direct.genesis_recipe].residual
     direct.network.load_state_dict(residual.network.state_dict())  # same weights, same keys
     x = torch.randn(1, 1, *[int(p) for p in residual.patch_size])

@@ -10,7 +10,8 @@ import os
 
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 
-from nnunet_genesis.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain
+from nnunet_genesis.trainers import (nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisEncoder,
+                                     nnUNetTrainerV2_GenesisPretrain)
 from nnunet_genesis.trainers.base import GenesisTrainerBase
 
 
@@ -31,7 +32,9 @@ class DemoBudget:
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.max_num_epochs = _epochs(10 if self.pretraining else 6)
+        # 100 pretraining iterations; 40 per fine-tuning run: the study trains 8 of them within the
+        # demo's 15 minutes on 2 cores
+        self.max_num_epochs = _epochs(10 if self.pretraining else 4)
         self.num_batches_per_epoch = _iterations(10)
         self.num_val_batches_per_epoch = _iterations(2)
         self.save_every = 1
@@ -40,6 +43,10 @@ class DemoBudget:
 class nnUNetTrainerV2_GenesisPretrain_Demo(DemoBudget, nnUNetTrainerV2_GenesisPretrain):
     pretraining = True
     genesis_preview_every = 1
+    # per-distortion scores of 2 cases every other epoch: 10 forward passes, against 20 every epoch
+    # by default, which would cost as much as the demo's 10 training iterations per epoch
+    genesis_diagnostic_cases = 2
+    genesis_diagnostics_every = 2
 
 
 class nnUNetTrainerV2_Genesis_Demo(DemoBudget, nnUNetTrainerV2_Genesis):
@@ -49,3 +56,9 @@ class nnUNetTrainerV2_Genesis_Demo(DemoBudget, nnUNetTrainerV2_Genesis):
 class nnUNetTrainerV2_Scratch_Demo(DemoBudget, GenesisTrainerBase, nnUNetTrainerV2):
     """Stock nnUNetTrainerV2 with the demo's budget (GenesisTrainerBase only stops its augmentation
     workers when training ends, see nnunet_genesis/trainers/base.py)."""
+
+
+class nnUNetTrainerV2_GenesisEncoder_Demo(DemoBudget, nnUNetTrainerV2_GenesisEncoder):
+    """Fine-tuning variant with the demo's budget: the encoder only is transferred (as MIC-DKFZ's nnssl
+    fine-tunes); compare it with nnUNet_genesis_study on the validation Dice."""
+    genesis_warmup_epochs = 1

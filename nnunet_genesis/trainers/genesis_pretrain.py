@@ -12,7 +12,8 @@ Optimiser, schedule and output form come from a recipe (``nnunet_genesis/recipes
 measurement (``benchmarks/pretrain_learning.py``, see the README): ``genesis_recipe``. The learning
 rate is set before every training iteration (a warm-up shorter than an epoch works), from the
 progress ``(epoch + batch / batches per epoch) / max_num_epochs``. Variants:
-``nnUNetTrainerV2_GenesisPretrain_NnUNetSGD`` (nnU-Net's SGD, the former default) and
+``nnUNetTrainerV2_GenesisPretrain_NnUNetSGD`` (nnU-Net's SGD, the former default),
+``nnUNetTrainerV2_GenesisPretrain_Residual`` (residual output) and
 ``nnUNetTrainerV2_GenesisPretrain_Published`` (SGD lr 0.1, momentum 0.9, constant rate, early
 stopping after 20 epochs without improvement). 1000 epochs x 250 iterations, as nnU-Net.
 
@@ -23,7 +24,7 @@ Validation, what the user sees:
   identity and mean baselines on fixed validation patches (``nnunet_genesis/restoration.py``):
   a table in the log, ``restoration_history.json`` and ``restoration_progress.png`` next to
   nnU-Net's ``progress.png``, and a COLLAPSE warning in the log when the restored patches are
-  flat;
+  flat (judged from ``genesis_collapse_min_iterations`` training iterations on);
 * ``restoration_preview.png`` (original / distorted / restored) every ``genesis_preview_every``
   epochs;
 * at the end, ``validate()`` writes ``validation_restoration/`` (per-distortion scores of up to
@@ -40,8 +41,8 @@ from nnunet.training.network_training.nnUNetTrainerV2_DDP import nnUNetTrainerV2
 from nnunet_genesis.pretraining import (RestorationAccumulator, RestorationLoss, add_residual_output, central_patch,
                                         genesis_augmentation, restoration_report, restore_patch, validation_pairs)
 from nnunet_genesis.recipes import RECIPES, learning_rate, make_optimizer
-from nnunet_genesis.restoration import (collapse_reasons, collapse_warning, format_scores, plot_history,
-                                        score_pairs, write_json_atomic)
+from nnunet_genesis.restoration import (COLLAPSE_MIN_ITERATIONS, collapse_reasons, collapse_warning, format_scores,
+                                        plot_history, score_pairs, write_json_atomic)
 from nnunet_genesis.trainers.ddp import CpuCapableDDPMixin
 from nnunet_genesis.trainers.base import GenesisTrainerBase
 
@@ -51,7 +52,7 @@ PREVIEW_FILE = "restoration_preview.png"
 
 
 class GenesisPretrainMixin(GenesisTrainerBase):
-    genesis_recipe = "adamw_residual"  # a key of nnunet_genesis.recipes.RECIPES (measured: see the README)
+    genesis_recipe = "adamw"  # a key of nnunet_genesis.recipes.RECIPES (measured: see the README)
     genesis_transform_kwargs = {}     # GenesisTransform arguments (defaults: the published values)
     genesis_preview_every = 50        # epochs, like nnU-Net's checkpoint interval
     genesis_diagnostics_every = 1     # epochs between per-distortion scores (log, history, plot)
@@ -59,6 +60,7 @@ class GenesisPretrainMixin(GenesisTrainerBase):
     genesis_validation_cases = 20     # whole validation cases scored by validate()
     genesis_validation_folder = "validation_restoration"
     genesis_early_stopping = False    # True: stop after self.patience epochs without improvement
+    genesis_collapse_min_iterations = COLLAPSE_MIN_ITERATIONS  # judge collapse only after this many iterations
 
     @property
     def recipe(self):
@@ -146,6 +148,10 @@ class GenesisPretrainMixin(GenesisTrainerBase):
             cases[key] = np.asarray(volume[:-1], dtype=np.float32)  # the last channel is nnU-Net's seg
         return cases
 
+    def iterations_done(self):
+        """Training iterations behind the network at the end of the current epoch."""
+        return (self.epoch + 1) * self.num_batches_per_epoch
+
     def restoration_history(self):
         """Per-distortion scores so far: [{"epoch", "scores", "collapse"}], kept across ``-c``."""
         if getattr(self, "_restoration_history", None) is None:
@@ -167,7 +173,7 @@ class GenesisPretrainMixin(GenesisTrainerBase):
         network = self.plain_network
         scores = score_pairs(self._diagnostic_pairs, restore=lambda d: restore_patch(network, d))
         history = self.restoration_history()
-        reasons = collapse_reasons(scores, epochs_scored=len(history) + 1)
+        reasons = collapse_reasons(scores, self.iterations_done(), self.genesis_collapse_min_iterations)
         entry = {"epoch": int(self.epoch), "scores": scores, "collapse": reasons}
         history.append(entry)
         self.print_to_log_file("restoration per distortion (R^2 on %d validation patches):\n%s"
@@ -214,7 +220,9 @@ class GenesisPretrainMixin(GenesisTrainerBase):
             return None
         summary = restoration_report(self.plain_network, self._validation_volumes(self.genesis_validation_cases),
                                      self.patch_size, self.make_genesis_transform,
-                                     join(self.output_folder, self.genesis_validation_folder))
+                                     join(self.output_folder, self.genesis_validation_folder),
+                                     iterations=self.iterations_done(),
+                                     min_iterations=self.genesis_collapse_min_iterations)
         self.print_to_log_file("restoration of %d validation cases (central patches), recipe %s:\n%s"
                                % (len(summary["cases"]), self.genesis_recipe, format_scores(summary["scores"])))
         if summary["collapse"]:
@@ -231,9 +239,9 @@ class nnUNetTrainerV2_GenesisPretrain_NnUNetSGD(nnUNetTrainerV2_GenesisPretrain)
     genesis_recipe = "nnunet_sgd"
 
 
-class nnUNetTrainerV2_GenesisPretrain_AdamW(nnUNetTrainerV2_GenesisPretrain):
-    """AdamW with warm-up and poly decay, direct (non-residual) output."""
-    genesis_recipe = "adamw"
+class nnUNetTrainerV2_GenesisPretrain_Residual(nnUNetTrainerV2_GenesisPretrain):
+    """AdamW with warm-up and poly decay, residual output (restored = input + network(input))."""
+    genesis_recipe = "adamw_residual"
 
 
 class nnUNetTrainerV2_GenesisPretrain_Published(nnUNetTrainerV2_GenesisPretrain):

@@ -160,7 +160,7 @@ def demo_main(argv=None):
                     "nilearn, then on CPU: Models Genesis pretraining and its restoration per distortion, a study "
                     "of fine-tuning from the pretrained weights against training from scratch (same budget) with "
                     "2 and all labelled cases of fold 0 and two seeds, scored on the test images, a validated "
-                    "submission zip and a per-case comparison. About 15 minutes on 2 cores. Running it again on "
+                    "submission zip and a per-case comparison. About 12 minutes on 2 cores. Running it again on "
                     "the same folder resumes.")
     parser.add_argument("-o", "--output", default="demo_output", help="output folder (default ./demo_output); "
                         "must be new, empty, or an earlier demo's")

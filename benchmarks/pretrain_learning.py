@@ -19,8 +19,6 @@ process, and it changes neither the network nor the learning problem. The recipe
 ``nnunet_genesis.recipes.RECIPES``.
 """
 import argparse
-import glob
-import json
 import os
 import pickle
 import sys
@@ -32,10 +30,12 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from nnunet_genesis.atomic import write_json_atomic  # noqa: E402
 from nnunet_genesis.pretraining import add_residual_output  # noqa: E402
 from nnunet_genesis.recipes import RECIPES, learning_rate, make_optimizer  # noqa: E402
 from nnunet_genesis.restoration import (DISTORTIONS, distorted_pairs, format_scores,  # noqa: E402
                                         restoration_verdict, score_pairs)
+from nnunet_genesis.score_checkpoint import ScoreError, load_prepared_cases  # noqa: E402
 
 
 def load_task(task_dir):
@@ -43,13 +43,10 @@ def load_task(task_dir):
     with open(plans_file, "rb") as f:
         plans = pickle.load(f)
     stage = sorted(plans["plans_per_stage"])[-1]
-    folder = os.path.join(task_dir, plans["data_identifier"] + "_stage%d" % stage)
-    cases = {}
-    for npz in sorted(glob.glob(os.path.join(folder, "*.npz"))):
-        cases[os.path.basename(npz)[:-4]] = np.load(npz)["data"][:-1].astype(np.float32)  # last channel: seg
-    if not cases:
-        raise SystemExit("%s: no prepared cases in %s" % (task_dir, folder))
-    return plans, stage, cases
+    try:
+        return plans, stage, load_prepared_cases(task_dir, plans, stage, max_cases=sys.maxsize)
+    except ScoreError as error:
+        raise SystemExit(str(error))
 
 
 def crop(volume, patch_size, start):
@@ -180,9 +177,7 @@ def main(argv=None):
             everything[task][name] = run_recipe(RECIPES[name], plans, stage, {n: cases[n] for n in train_names},
                                                 pairs, set(args.iterations), args.seed, log)
             if args.json:
-                with open(args.json + ".tmp", "w") as f:
-                    json.dump(everything, f, indent=1)
-                os.replace(args.json + ".tmp", args.json)
+                write_json_atomic(everything, args.json)
 
     log("\nSummary: network R^2 per distortion (identity / mean baseline in brackets); + = beats its baseline")
     for task, by_recipe in everything.items():

@@ -42,6 +42,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from nnunet_genesis.atomic import save_figure_atomic, write_json_atomic, write_pickle_atomic, write_text_atomic
+
 ARMS = ("scratch", "genesis")
 ALL = "all"
 STUDY_FILES = ("study.json", "study.md", "study.png")
@@ -106,20 +108,6 @@ def plan_runs(train_cases: Sequence[str], counts: Sequence[str], seeds: Sequence
 # --------------------------------------------------------------------------------------------
 # The study's own nnU-Net folders
 # --------------------------------------------------------------------------------------------
-def _atomic_pickle(obj, path):
-    tmp = "%s.tmp%d" % (path, os.getpid())
-    with open(tmp, "wb") as f:
-        pickle.dump(obj, f)
-    os.replace(tmp, path)
-
-
-def _atomic_text(text, path):
-    tmp = "%s.tmp%d" % (path, os.getpid())
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def user_fold(task_dir: str, fold: int):
     """(train cases, val cases) of ``fold`` in the user's splits (nnU-Net's default split when the
     task has none yet), and where they came from."""
@@ -183,7 +171,7 @@ def build_study_workspace(task_dir: str, out_dir: str, runs: Sequence[Run], val_
             raise StudyError("%s: fold %d (count %s, seed %d) holds other cases than this study draws: choose another "
                              "output folder" % (path, known[key], run.count, run.seed))
         assigned.append(replace(run, fold_index=known[key]))
-    _atomic_pickle(splits, path)
+    write_pickle_atomic(splits, path)
     return assigned
 
 
@@ -323,10 +311,7 @@ def plot_study(summary: Sequence[dict], path: str, title: str) -> str:
     ax.set_title(title, fontsize=9)
     ax.legend()
     figure.tight_layout()
-    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), ".%s.tmp%d.png" % (os.path.basename(path), os.getpid()))
-    figure.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    return path
+    return save_figure_atomic(figure, path, dpi=110)
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,7 +325,6 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
     """Run (or resume) the study; returns the contents of study.json. See the module docstring."""
     from tqdm import tqdm
     from evaluation.evaluate import evaluate_folders
-    from nnunet_genesis.restoration import write_json_atomic
     env = dict(os.environ if env is None else env)
     console = console or sys.stdout
     for key in ("nnUNet_preprocessed",):
@@ -429,7 +413,7 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
               "test_labels": test_labels, "num_test_cases": len(test_cases), "validation_cases": val_cases}
     study = {"config": config, "runs": results, "summary": summary}
     write_json_atomic(study, os.path.join(out_dir, "study.json"))
-    _atomic_text(format_study_markdown(summary, config), os.path.join(out_dir, "study.md"))
+    write_text_atomic(format_study_markdown(summary, config), os.path.join(out_dir, "study.md"))
     plot_study(summary, os.path.join(out_dir, "study.png"),
                "%s: scratch vs Genesis, %d seeds, %d test cases" % (task_name, len(seeds), len(test_cases)))
     return study

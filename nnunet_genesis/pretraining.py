@@ -19,7 +19,7 @@ the original patch. Two deliberate departures from the published Models Genesis 
     low-resolution heads are never transferred to the segmentation network anyway).
 """
 import os
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -202,15 +202,16 @@ def short_names(names):
 
 def restoration_report(network, cases: Dict[str, np.ndarray], patch_size, make_genesis_transform,
                        output_folder: str, max_previews: int = 5, seed: int = 0, iterations=None,
-                       min_iterations=None) -> Dict:
+                       min_iterations=None, extra: Optional[Dict] = None) -> Dict:
     """Score ``network`` per distortion on the central patches of ``cases`` against the identity
     and mean baselines (``nnunet_genesis.restoration``), check it for collapse, and write
     ``summary.json`` plus one preview PNG per distortion (original / distorted / restored of up
     to ``max_previews`` cases) to ``output_folder``. ``iterations``: training iterations behind the
-    network (None: unknown, always judged; see ``restoration.collapse_reasons``). Returns the summary."""
+    network (None: unknown, always judged; see ``restoration.collapse_reasons``). ``extra``: more
+    entries for the summary (what was scored, by whom). Returns the summary."""
     from nnunet_genesis.previews import save_preview_grid
-    from nnunet_genesis.restoration import (COLLAPSE_MIN_ITERATIONS, collapse_reasons, restoration_verdict,
-                                            score_pairs, write_json_atomic)
+    from nnunet_genesis.atomic import write_json_atomic
+    from nnunet_genesis.restoration import COLLAPSE_MIN_ITERATIONS, collapse_reasons, restoration_verdict, score_pairs
     os.makedirs(output_folder, exist_ok=True)
     pairs = validation_pairs(cases, patch_size, make_genesis_transform, seed)
     restored = {kind: [restore_patch(network, d) for d, _ in kind_pairs] for kind, kind_pairs in pairs.items()}
@@ -235,5 +236,6 @@ def restoration_report(network, cases: Dict[str, np.ndarray], patch_size, make_g
                "verdict": restoration_verdict(scores),
                "collapse": collapse_reasons(scores, iterations, min_iterations if min_iterations is not None
                                             else COLLAPSE_MIN_ITERATIONS)}
+    summary.update(extra or {})
     write_json_atomic(summary, os.path.join(output_folder, "summary.json"))
     return summary

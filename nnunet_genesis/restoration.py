@@ -42,11 +42,12 @@ in-painting, its training loss flat from iteration 75 on) and from ``benchmarks/
 (healthy recipes: variance ratio 0.15 to 0.6 and R^2 above 0.15 there after 300 iterations).
 """
 import copy
-import json
 import os
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
+
+from nnunet_genesis.atomic import save_figure_atomic
 
 DISTORTIONS = ("local_shuffle", "non_linear", "in_painting", "out_painting", "composite")
 INFORMATION_KEPT = ("local_shuffle", "in_painting")        # judged against identity
@@ -219,21 +220,8 @@ def format_scores(scores: Mapping[str, Mapping[str, float]]) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# Files: the history the trainer keeps, its plot
+# The history plot
 # --------------------------------------------------------------------------------------------
-def write_json_atomic(data, path: str) -> str:
-    """``json.dump`` to a temporary file in the same folder, then rename over ``path``."""
-    tmp = "%s.tmp%d" % (path, os.getpid())
-    try:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
 def plot_history(history: Sequence[Mapping], path: str, title: str = "restoration R² per distortion") -> str:
     """PNG of the network's R^2 per distortion over epochs (solid), with each kind's judged
     baseline (identity or mean, dashed, same colour). ``history``: dicts with ``epoch`` and
@@ -263,12 +251,4 @@ def plot_history(history: Sequence[Mapping], path: str, title: str = "restoratio
     ax.set_title(title)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.tight_layout()
-    directory, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, ".%s.tmp%d.png" % (name, os.getpid()))
-    try:
-        figure.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return save_figure_atomic(figure, path, dpi=100)

@@ -82,7 +82,7 @@ def score_checkpoint(weights: str, task: str, output_folder: str, max_cases: int
                          % (weights, task_name, "; ".join(refused.reasons)))
     recorded = residual_from_checkpoint(weights)
     if residual is None:
-        residual, how = (bool(recorded), "recorded in %s.pkl" % weights) if recorded is not None else \
+        residual, how = (recorded, "recorded in %s.pkl" % weights) if recorded is not None else \
             (False, "not recorded (no Genesis .pkl beside the weights): assumed direct; pass --residual if not")
     else:
         how = "given on the command line"
@@ -90,8 +90,6 @@ def score_checkpoint(weights: str, task: str, output_folder: str, max_cases: int
         add_residual_output(network)
     cases = load_prepared_cases(task_dir, plans, stage, max_cases)
     patch_size = [int(p) for p in plans["plans_per_stage"][stage]["patch_size"]]
-    summary = restoration_report(network, cases, patch_size, lambda seed: GenesisTransform(seed=seed), output_folder)
-    summary.update({"weights": os.path.abspath(weights), "task": task_name, "residual": residual})
-    from nnunet_genesis.restoration import write_json_atomic
-    write_json_atomic(summary, os.path.join(output_folder, "summary.json"))
+    summary = restoration_report(network, cases, patch_size, lambda seed: GenesisTransform(seed=seed), output_folder,
+                                 extra={"weights": os.path.abspath(weights), "task": task_name, "residual": residual})
     return summary, residual, how

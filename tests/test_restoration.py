@@ -192,3 +192,18 @@ def test_residual_output_adds_the_input(ct_task, tmp_path):
     with torch.no_grad():
         assert torch.allclose(residual.network(x), direct.network(x) + x, atol=1e-5)
     json.dumps(RECIPES[residual.genesis_recipe].as_dict())  # the recipe is plain data
+
+
+def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path):
+    from nnunet_genesis.atomic import atomic_write, write_json_atomic
+    path = str(tmp_path / "summary.json")
+    write_json_atomic({"a": 1}, path)
+    before = open(path, "rb").read()
+
+    def failing(tmp):
+        with open(tmp, "w") as f:
+            f.write('{"a": ')
+        raise OSError("No space left on device")
+    with pytest.raises(OSError, match="No space"):
+        atomic_write(path, failing)
+    assert open(path, "rb").read() == before and os.listdir(tmp_path) == ["summary.json"]

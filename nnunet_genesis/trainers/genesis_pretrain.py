@@ -41,8 +41,9 @@ from nnunet.training.network_training.nnUNetTrainerV2_DDP import nnUNetTrainerV2
 from nnunet_genesis.pretraining import (RestorationAccumulator, RestorationLoss, add_residual_output, central_patch,
                                         genesis_augmentation, restoration_report, restore_patch, validation_pairs)
 from nnunet_genesis.recipes import RECIPES, learning_rate, make_optimizer
+from nnunet_genesis.atomic import write_json_atomic
 from nnunet_genesis.restoration import (COLLAPSE_MIN_ITERATIONS, collapse_reasons, collapse_warning, format_scores,
-                                        plot_history, score_pairs, write_json_atomic)
+                                        plot_history, score_pairs)
 from nnunet_genesis.trainers.ddp import CpuCapableDDPMixin
 from nnunet_genesis.trainers.base import GenesisTrainerBase
 

@@ -8,6 +8,7 @@ def transfer_main(argv=None):
 
     Exit status: 0 the transfer would be accepted, 1 it would be refused, 2 bad input.
     """
+    from nnunet_genesis.transfer import DEFAULT_MODE, MODES
     parser = argparse.ArgumentParser(
         prog="nnUNet_genesis_transfer",
         description="Print the transfer report of pretrained weights W into the network nnU-Net planned for "
@@ -17,7 +18,8 @@ def transfer_main(argv=None):
     parser.add_argument("-t", "--task", required=True, help="planned target task, id or name (e.g. 3 or Task003_Liver)")
     parser.add_argument("-m", "--model", default="3d_fullres", choices=["2d", "3d_lowres", "3d_fullres"])
     parser.add_argument("-p", "--plans_identifier", default="nnUNetPlansv2.1")
-    parser.add_argument("--mode", default="encoder+decoder", choices=["encoder", "encoder+decoder"])
+    parser.add_argument("--mode", default=DEFAULT_MODE, choices=MODES,
+                        help="what is transferred (default %(default)s, as nnUNetTrainerV2_Genesis)")
     parser.add_argument("--min_encoder_fraction", type=float, default=0.5)
     parser.add_argument("--allow_partial", action="store_true", help="accept less than --min_encoder_fraction")
     parser.add_argument("--strict", action="store_true", help="refuse anything not transferred")

@@ -127,6 +127,9 @@ __all__ = [
 ]
 
 MODES = ("encoder", "encoder+decoder")
+# Measured with nnUNet_genesis_study on the validation cases (README, "Does pretraining help?"):
+# the encoder alone transfers better than encoder + decoder; as MIC-DKFZ's nnssl fine-tunes.
+DEFAULT_MODE = "encoder"
 TRANSFERRED = ("loaded", "adapted")
 STATUSES = ("loaded", "adapted", "skipped", "not_in_source", "excluded")
 PARTS = ("encoder", "decoder", "seg_outputs", "other")
@@ -350,7 +353,7 @@ class TransferReport:
     """
     entries: list[TransferEntry]
     unused_source_keys: dict[str, str]  # source key -> why it went nowhere
-    mode: str = "encoder+decoder"
+    mode: str = DEFAULT_MODE
     include_seg_outputs: bool = False
     source: str = "<in-memory checkpoint>"
 
@@ -529,14 +532,14 @@ def _flow_order(role: _Role) -> tuple:
 
 
 def plan_transfer(target_state_dict: Mapping[str, torch.Tensor], source_state_dict: Mapping[str, torch.Tensor],
-                  mode: str = "encoder+decoder", include_seg_outputs: bool = False,
+                  mode: str = DEFAULT_MODE, include_seg_outputs: bool = False,
                   source_name: str = "<in-memory checkpoint>") -> tuple[dict[str, torch.Tensor], TransferReport]:
     """Decide, for every target tensor, what the source provides (pure: neither input is modified).
 
     Returns ``(updates, report)``: ``updates`` maps target keys to new tensors (target dtype and
     device) for every ``loaded``/``adapted`` entry.  Matching and adaptation rules: module docstring.
-    ``mode`` is ``"encoder+decoder"`` (default; Models Genesis transfers the whole U-Net) or
-    ``"encoder"``; ``seg_outputs`` only with ``include_seg_outputs=True``.
+    ``mode`` is ``"encoder"`` (default, :data:`DEFAULT_MODE`) or ``"encoder+decoder"`` (the whole
+    U-Net, as the published Models Genesis fine-tuning); ``seg_outputs`` only with ``include_seg_outputs=True``.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -599,7 +602,7 @@ def plan_transfer(target_state_dict: Mapping[str, torch.Tensor], source_state_di
     return updates, report
 
 
-def transfer_weights(network: nn.Module, source, mode: str = "encoder+decoder", include_seg_outputs: bool = False,
+def transfer_weights(network: nn.Module, source, mode: str = DEFAULT_MODE, include_seg_outputs: bool = False,
                      min_encoder_fraction: float = 0.5, allow_partial: bool = False,
                      strict: bool = False) -> TransferReport:
     """Load what ``source`` offers into ``network`` (a Generic_UNet) by the rules of the module docstring.
@@ -720,7 +723,7 @@ def build_network_from_plans(plans_file_or_dict, stage=None, num_classes: int | 
 
 
 def plan_transfer_for_task(weights, task, model="3d_fullres", plans_identifier="nnUNetPlansv2.1",
-                           mode="encoder+decoder", min_encoder_fraction=0.5, allow_partial=False,
+                           mode=DEFAULT_MODE, min_encoder_fraction=0.5, allow_partial=False,
                            strict=False) -> TransferReport:
     """Dry run of ``nnUNetTrainerV2_Genesis -pretrained_weights weights`` on a planned task.
 

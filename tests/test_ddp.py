@@ -66,5 +66,5 @@ def test_ddp_pretraining_then_ddp_fine_tuning(ct_task, ddp_env):
     fold = os.path.join(results, ct_task.task_name, "Genesis_DDP_Tiny__nnUNetPlansv2.1", "fold_0")
     with open(os.path.join(fold, "transfer_report.json")) as f:
         report = json.load(f)
-    assert report["encoder_fraction"] == 1.0 and report["decoder_fraction"] == 1.0
+    assert report["encoder_fraction"] == 1.0 and report["decoder_fraction"] == 0.0  # default: encoder only
     assert read_checkpoint_file(os.path.join(fold, "model_final_checkpoint.model"))["epoch"] == 2

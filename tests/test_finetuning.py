@@ -67,7 +67,10 @@ def test_stock_pretrained_loader_uses_the_adaptive_transfer(pretrained_trainer):
     roles = [g["genesis_role"] for g in trainer.optimizer.param_groups]
     assert roles == [FRESH, TRANSFERRED]
     fresh = trainer.optimizer.param_groups[0]["genesis_param_names"]
-    assert fresh and all(n.startswith("seg_outputs") for n in fresh)  # everything else came from W
+    # default mode: the encoder came from W; decoder and heads start fresh
+    assert {n.split(".")[0] for n in fresh} == {"conv_blocks_localization", "tu", "seg_outputs"}
+    transferred = trainer.optimizer.param_groups[1]["genesis_param_names"]
+    assert transferred and all(n.startswith("conv_blocks_context") for n in transferred)
 
 
 def test_warm_up_then_everything_trains(pretrained_trainer):

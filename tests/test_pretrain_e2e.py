@@ -191,15 +191,17 @@ def test_restoration_command_scores_any_checkpoint(pretrained, tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
-def test_pretrained_checkpoint_fine_tunes_with_full_transfer_and_predicts(pretrained, ct_task, tmp_path):
+def test_pretrained_checkpoint_fine_tunes_with_encoder_transfer_and_predicts(pretrained, ct_task, tmp_path):
     weights = os.path.join(pretrained["pretrain_fold"], "model_final_checkpoint.model")
     run_stock([stock_command("nnUNet_train"), "3d_fullres", "Genesis_Tiny", ct_task.task_name, "0",
                "-pretrained_weights", weights], env=pretrained["env"], timeout=1200)
     fold = results_folder("3d_fullres", ct_task.task_name, "Genesis_Tiny", "fold_0")
     with open(os.path.join(fold, "transfer_report.json")) as f:
         report = json.load(f)
-    assert report["encoder_fraction"] == 1.0 and report["decoder_fraction"] == 1.0
-    assert all(e["status"] == "loaded" for e in report["entries"] if e["part"] in ("encoder", "decoder"))
+    # the default mode transfers the encoder, all of it; the decoder starts fresh
+    assert report["mode"] == "encoder" and report["encoder_fraction"] == 1.0 and report["decoder_fraction"] == 0.0
+    assert all(e["status"] == "loaded" for e in report["entries"] if e["part"] == "encoder")
+    assert all(e["status"] == "excluded" for e in report["entries"] if e["part"] == "decoder")
 
     out = tmp_path / "pred"
     images_ts = os.path.join(ct_task.raw_dir, "imagesTs")

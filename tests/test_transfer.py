@@ -29,6 +29,8 @@ from nnunet_genesis.transfer import (
     transfer_weights,
 )
 
+FULL = "encoder+decoder"  # the rules of both parts; the default mode transfers the encoder only
+
 ISO3 = [[2, 2, 2]] * 3  # three isotropic pooling steps
 ISO4 = [[2, 2, 2]] * 4
 
@@ -57,7 +59,7 @@ def assert_same_tensors(a, b):
 def test_identical_networks_transfer_everything_but_the_segmentation_heads():
     source, target = small_unet(seed=1), small_unet(seed=2)
     target_before = clone_state(target)
-    report = transfer_weights(target, source.state_dict())
+    report = transfer_weights(target, source.state_dict(), mode=FULL)
 
     assert report.encoder_fraction == 1.0 and report.decoder_fraction == 1.0
     seg_keys = [k for k in target_before if k.startswith("seg_outputs.")]
@@ -86,7 +88,7 @@ def test_models_genesis_file_with_module_prefixes(tmp_path):
     state_dict = load_state_dict_from_checkpoint(path)
     assert_same_tensors(state_dict, source.state_dict())
 
-    report = transfer_weights(target, str(path))
+    report = transfer_weights(target, str(path), mode=FULL)
     assert report.source == str(path)
     assert torch.equal(target.conv_blocks_context[0].blocks[0].conv.weight,
                        source.conv_blocks_context[0].blocks[0].conv.weight)
@@ -210,7 +212,7 @@ def test_input_channel_rule_keeps_the_response_to_equal_channels(old_channels, n
 @pytest.mark.parametrize("modalities", [2, 4])
 def test_one_channel_network_into_multimodal_task(modalities):
     source, target = small_unet(channels=1, seed=1), small_unet(channels=modalities, seed=2)
-    report = transfer_weights(target, source)
+    report = transfer_weights(target, source, mode=FULL)
     first = "conv_blocks_context.0.blocks.0.conv.weight"
     entry = next(e for e in report.entries if e.key == first)
     assert entry.status == "adapted" and f"1->{modalities}" in entry.reason
@@ -277,7 +279,7 @@ def test_transposed_kernel_rules_average_or_repeat_the_output():
 
 def test_fewer_stages_in_target_loads_shallow_encoder_and_aligns_decoder_from_the_top():
     source, target = small_unet(pools=ISO4, seed=1), small_unet(pools=ISO3, seed=2)
-    report = transfer_weights(target, source, strict=True)
+    report = transfer_weights(target, source, strict=True, mode=FULL)
     src = source.state_dict()
 
     def source_key(key):
@@ -299,7 +301,7 @@ def test_fewer_stages_in_target_loads_shallow_encoder_and_aligns_decoder_from_th
 def test_more_stages_in_target_loads_shallow_stages_and_leaves_the_rest_fresh():
     source, target = small_unet(pools=ISO3, seed=1), small_unet(pools=ISO4, seed=2)
     before = clone_state(target)
-    report = transfer_weights(target, source, allow_partial=True)
+    report = transfer_weights(target, source, allow_partial=True, mode=FULL)
     src, after = source.state_dict(), target.state_dict()
 
     def source_key(key):
@@ -332,7 +334,7 @@ def test_transfer_below_the_minimum_is_refused_and_leaves_the_network_untouched(
     source, target = small_unet(pools=ISO3, seed=1), small_unet(pools=ISO4, seed=2)
     before = clone_state(target)
     with pytest.raises(TransferRefused) as info:
-        transfer_weights(target, source)  # the deep level-4 stage holds most encoder parameters
+        transfer_weights(target, source, mode=FULL)  # the deep level-4 stage holds most encoder parameters
     assert_same_tensors(target.state_dict(), before)
     report = info.value.report
     assert isinstance(info.value, RuntimeError)
@@ -340,14 +342,14 @@ def test_transfer_below_the_minimum_is_refused_and_leaves_the_network_untouched(
     assert report.summary() in str(info.value) and "tu.0.weight" in str(info.value)
     assert "allow_partial" in str(info.value)
 
-    transfer_weights(target, source, allow_partial=True)
+    transfer_weights(target, source, allow_partial=True, mode=FULL)
     assert torch.equal(target.conv_blocks_context[0].blocks[0].conv.weight,
                        source.conv_blocks_context[0].blocks[0].conv.weight)
 
 
 def test_feature_count_mismatch_is_skipped_with_reason():
     source, target = small_unet(base=5, seed=1), small_unet(base=4, seed=2)
-    _, report = plan_transfer(target.state_dict(), source.state_dict())
+    _, report = plan_transfer(target.state_dict(), source.state_dict(), mode=FULL)
     by_key = {e.key: e for e in report.entries}
     first = by_key["conv_blocks_context.0.blocks.0.conv.weight"]
     assert first.status == "skipped" and "5 vs 4" in first.reason and "output features" in first.reason
@@ -355,7 +357,7 @@ def test_feature_count_mismatch_is_skipped_with_reason():
     assert "5 vs 4" in by_key["conv_blocks_context.0.blocks.0.instnorm.weight"].reason
     assert report.encoder_fraction == 0.0
     with pytest.raises(TransferRefused):
-        transfer_weights(target, source)
+        transfer_weights(target, source, mode=FULL)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -364,13 +366,13 @@ def test_feature_count_mismatch_is_skipped_with_reason():
 
 def test_segmentation_heads_only_on_request():
     source, target = small_unet(seed=1), small_unet(seed=2)
-    report = transfer_weights(target, source, include_seg_outputs=True)
+    report = transfer_weights(target, source, include_seg_outputs=True, mode=FULL)
     for u in range(3):
         assert torch.equal(target.seg_outputs[u].weight, source.seg_outputs[u].weight)
     assert report.counts["excluded"] == 0 and report.fresh_parameter_names() == []
 
     other_classes = small_unet(classes=2, seed=3)
-    _, report = plan_transfer(other_classes.state_dict(), source.state_dict(), include_seg_outputs=True)
+    _, report = plan_transfer(other_classes.state_dict(), source.state_dict(), include_seg_outputs=True, mode=FULL)
     heads = [e for e in report.entries if e.part == "seg_outputs"]
     assert all(e.status == "skipped" and "classes 3 vs 2" in e.reason for e in heads)
 
@@ -389,24 +391,24 @@ def test_encoder_mode_leaves_the_decoder_fresh():
 
 def test_strict_refuses_anything_not_transferred_in_the_selected_parts():
     source = small_unet(seed=1)
-    transfer_weights(small_unet(seed=2), source, strict=True)  # identical architecture: fine
+    transfer_weights(small_unet(seed=2), source, strict=True, mode=FULL)  # identical architecture: fine
 
     target = small_unet(classes=2, seed=2)
     before = clone_state(target)
     with pytest.raises(TransferRefused, match="strict"):
-        transfer_weights(target, source, include_seg_outputs=True, strict=True)
+        transfer_weights(target, source, include_seg_outputs=True, strict=True, mode=FULL)
     assert_same_tensors(target.state_dict(), before)
-    transfer_weights(target, source, include_seg_outputs=False, strict=True)  # heads not selected: fine
+    transfer_weights(target, source, include_seg_outputs=False, strict=True, mode=FULL)  # heads not selected: fine
 
     deeper = small_unet(pools=ISO4, seed=2)
     with pytest.raises(TransferRefused, match="strict"):  # strict holds even with allow_partial
-        transfer_weights(deeper, source, allow_partial=True, strict=True)
+        transfer_weights(deeper, source, allow_partial=True, strict=True, mode=FULL)
 
 
 def test_plan_transfer_is_pure():
     source, target = small_unet(pools=ISO4, seed=1), small_unet(channels=2, seed=2)
     source_state, target_state = clone_state(source), clone_state(target)
-    updates, report = plan_transfer(target.state_dict(), source.state_dict())
+    updates, report = plan_transfer(target.state_dict(), source.state_dict(), mode=FULL)
     assert_same_tensors(source.state_dict(), source_state)
     assert_same_tensors(target.state_dict(), target_state)
     assert set(updates) == {e.key for e in report.entries if e.status in ("loaded", "adapted")}
@@ -417,7 +419,7 @@ def test_plan_transfer_is_pure():
 
 def test_report_json_round_trip(tmp_path):
     source, target = small_unet(pools=ISO4, seed=1), small_unet(channels=2, seed=2)
-    report = transfer_weights(target, source)
+    report = transfer_weights(target, source, mode=FULL)
     path = tmp_path / "transfer_report.json"
     report.save_json(path)
     data = json.loads(path.read_text())
@@ -436,7 +438,7 @@ def test_published_genesis_style_network_into_an_anisotropic_four_modality_task(
     genesis = build_generic_unet(1, 32, 1, [[2, 2, 2]] * 4 + [[1, 2, 2]], [[3, 3, 3]] * 6)
     target = build_generic_unet(4, 32, 4, [[1, 2, 2], [2, 2, 2], [2, 2, 2]],
                                 [[1, 3, 3], [3, 3, 3], [3, 3, 3], [3, 3, 3]])
-    report = transfer_weights(target, genesis)
+    report = transfer_weights(target, genesis, mode=FULL)
     adapted = {e.key for e in report.entries if e.status == "adapted"}
     # by hand: level 0 has 1x3x3 kernels in the encoder (convs 0 and 1), 4 input channels at the first
     # conv, and the level-0 upsampling is (1,2,2) in the target vs (2,2,2).  (Generic_UNet gives decoder
@@ -497,12 +499,12 @@ def test_foreign_architecture_is_refused_with_its_keys_listed_as_unused():
     target = small_unet(seed=2)
     before = clone_state(target)
     with pytest.raises(TransferRefused) as info:
-        transfer_weights(target, foreign)
+        transfer_weights(target, foreign, mode=FULL)
     assert_same_tensors(target.state_dict(), before)
     report = info.value.report
     assert report.encoder_fraction == 0.0 and report.counts["not_in_source"] == len(before) - 3
     assert set(report.unused_source_keys) == set(foreign)
     assert all("no counterpart" in why for why in report.unused_source_keys.values())
 
-    _, not_a_unet = plan_transfer({"fc.weight": torch.zeros(2, 2)}, foreign)
+    _, not_a_unet = plan_transfer({"fc.weight": torch.zeros(2, 2)}, foreign, mode=FULL)
     assert any("not a Generic_UNet" in reason for reason in not_a_unet.refusal_reasons())

@@ -10,7 +10,7 @@ import os
 
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 
-from nnunet_genesis.trainers import (nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisEncoder,
+from nnunet_genesis.trainers import (nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisEncoderDecoder,
                                      nnUNetTrainerV2_GenesisPretrain)
 from nnunet_genesis.trainers.base import GenesisTrainerBase
 
@@ -58,7 +58,11 @@ class nnUNetTrainerV2_Scratch_Demo(DemoBudget, GenesisTrainerBase, nnUNetTrainer
     workers when training ends, see nnunet_genesis/trainers/base.py)."""
 
 
-class nnUNetTrainerV2_GenesisEncoder_Demo(DemoBudget, nnUNetTrainerV2_GenesisEncoder):
-    """Fine-tuning variant with the demo's budget: the encoder only is transferred (as MIC-DKFZ's nnssl
-    fine-tunes); compare it with nnUNet_genesis_study on the validation Dice."""
+class nnUNetTrainerV2_GenesisEncoder_Demo(nnUNetTrainerV2_Genesis_Demo):
+    """The default (encoder only), under the name the first encoder-only study used."""
+
+
+class nnUNetTrainerV2_GenesisEncoderDecoder_Demo(DemoBudget, nnUNetTrainerV2_GenesisEncoderDecoder):
+    """Fine-tuning variant with the demo's budget: encoder and decoder are transferred (the published
+    Models Genesis fine-tuning); compare it with nnUNet_genesis_study on the validation Dice."""
     genesis_warmup_epochs = 1

@@ -4,14 +4,16 @@ Every class here is a thin nnUNetTrainerV2 (or _DDP) subclass; the logic lives i
 (transfer.py, finetuning.py, transforms.py, pretraining.py) that tests call without training.
 """
 from nnunet_genesis.trainers.genesis_finetune import (nnUNetTrainerV2_Genesis, nnUNetTrainerV2_Genesis_DDP,
-                                                      nnUNetTrainerV2_GenesisEncoder)
+                                                      nnUNetTrainerV2_GenesisEncoder,
+                                                      nnUNetTrainerV2_GenesisEncoderDecoder)
 from nnunet_genesis.trainers.genesis_pretrain import (nnUNetTrainerV2_GenesisPretrain,
                                                       nnUNetTrainerV2_GenesisPretrain_Residual,
                                                       nnUNetTrainerV2_GenesisPretrain_DDP,
                                                       nnUNetTrainerV2_GenesisPretrain_NnUNetSGD,
                                                       nnUNetTrainerV2_GenesisPretrain_Published)
 
-__all__ = ["nnUNetTrainerV2_Genesis", "nnUNetTrainerV2_GenesisEncoder", "nnUNetTrainerV2_Genesis_DDP",
+__all__ = ["nnUNetTrainerV2_Genesis", "nnUNetTrainerV2_GenesisEncoder", "nnUNetTrainerV2_GenesisEncoderDecoder",
+           "nnUNetTrainerV2_Genesis_DDP",
            "nnUNetTrainerV2_GenesisPretrain", "nnUNetTrainerV2_GenesisPretrain_Published",
            "nnUNetTrainerV2_GenesisPretrain_NnUNetSGD", "nnUNetTrainerV2_GenesisPretrain_Residual",
            "nnUNetTrainerV2_GenesisPretrain_DDP"]

@@ -15,7 +15,7 @@ Everything else (data, augmentation, loss, validation, prediction) is nnUNetTrai
 nnUNet_predict, nnUNet_find_best_configuration and nnUNet_ensemble treat it like any trainer.
 
 Variants are thin subclasses that change the class attributes, as nnU-Net does for its own
-variants (see ``nnUNetTrainerV2_GenesisEncoder``).
+variants (see ``nnUNetTrainerV2_GenesisEncoderDecoder``).
 """
 from batchgenerators.utilities.file_and_folder_operations import join, maybe_mkdir_p
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
@@ -26,13 +26,14 @@ from nnunet_genesis.finetuning import (TRANSFERRED, parameter_groups, transferre
 from nnunet_genesis.integration import register_pretrained_weights_handler
 from nnunet_genesis.trainers.ddp import CpuCapableDDPMixin
 from nnunet_genesis.trainers.base import GenesisTrainerBase
+from nnunet_genesis.transfer import DEFAULT_MODE
 
 TRANSFER_REPORT_FILE = "transfer_report.json"
 
 
 class GenesisFineTuneMixin(GenesisTrainerBase):
     # --- what a variant may change -------------------------------------------------------
-    genesis_transfer_mode = "encoder+decoder"  # or "encoder"
+    genesis_transfer_mode = DEFAULT_MODE       # "encoder"; or "encoder+decoder"
     genesis_min_encoder_fraction = 0.5         # below this the transfer is refused ...
     genesis_allow_partial = False              # ... unless this is True
     genesis_strict = False                     # True: refuse anything not transferred
@@ -122,8 +123,15 @@ class nnUNetTrainerV2_Genesis(GenesisFineTuneMixin, nnUNetTrainerV2):
     """``nnUNet_train 3d_fullres nnUNetTrainerV2_Genesis TASK FOLD -pretrained_weights W``"""
 
 
+class nnUNetTrainerV2_GenesisEncoderDecoder(nnUNetTrainerV2_Genesis):
+    """Transfers encoder and decoder (the whole U-Net but its 1x1x1 heads), as the published Models
+    Genesis fine-tuning does; measured worse than the encoder alone (README, "Does pretraining help?")."""
+    genesis_transfer_mode = "encoder+decoder"
+
+
 class nnUNetTrainerV2_GenesisEncoder(nnUNetTrainerV2_Genesis):
-    """Transfers the encoder only (the decoder starts fresh and trains during the warm-up)."""
+    """The default made explicit (and the name earlier versions used for it): the encoder only is
+    transferred; the decoder starts fresh and trains during the warm-up."""
     genesis_transfer_mode = "encoder"
 
 

@@ -253,6 +253,7 @@ def summarise_study(results: Sequence[dict], counts: Sequence[str]) -> List[dict
         sizes = sorted({r["num_labelled"] for r in results if r["count"] == count})
         row.update({"num_labelled": sizes[0] if len(sizes) == 1 else sizes, "pairs": len(pairs),
                     "mean_difference": float(np.mean(differences)) if differences else float("nan"),
+                    "differences": [float(d) for d in differences],
                     "genesis_better": int(sum(d > 0 for d in differences)),
                     "scratch_better": int(sum(d < 0 for d in differences)), "wilcoxon_p": p_value,
                     "wilcoxon_note": note})
@@ -288,12 +289,14 @@ def format_study_markdown(summary: Sequence[dict], config: dict) -> str:
 
 
 def plot_study(summary: Sequence[dict], path: str, title: str) -> str:
-    """Dice against labelled cases, mean ± sd per arm (the paper's learning-curve figure)."""
+    """Left: Dice against labelled cases, mean ± sd per arm (the paper's learning-curve figure).
+    Right: the paired differences Genesis − scratch per (seed, test case) at each count, their mean
+    as a bar, and zero: on the left's full Dice scale a difference of 0.01 is invisible."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    figure = Figure(figsize=(6, 4.2))
+    figure = Figure(figsize=(10, 4.2))
     FigureCanvasAgg(figure)
-    ax = figure.add_subplot(1, 1, 1)
+    ax = figure.add_subplot(1, 2, 1)
     xs = [row["num_labelled"] if not isinstance(row["num_labelled"], list) else max(row["num_labelled"])
           for row in summary]
     for arm, colour, offset in (("scratch", "tab:grey", -0.06), ("genesis", "tab:red", 0.06)):
@@ -310,6 +313,23 @@ def plot_study(summary: Sequence[dict], path: str, title: str) -> str:
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=9)
     ax.legend()
+
+    ax = figure.add_subplot(1, 2, 2)
+    positions = list(range(len(summary)))
+    for position, row in zip(positions, summary):
+        differences = row.get("differences", [])
+        if differences:
+            jitter = np.linspace(-0.15, 0.15, len(differences)) if len(differences) > 1 else [0.0]
+            ax.scatter([position + j for j in jitter], differences, s=14, color="tab:red", alpha=0.6)
+            ax.plot([position - 0.25, position + 0.25], [row["mean_difference"]] * 2, color="black", lw=2)
+    ax.axhline(0.0, color="tab:grey", lw=1, ls="--")
+    ax.set_xticks(positions)
+    ax.set_xticklabels(["%s%s" % (x, " (all)" if row["count"] == ALL else "") for x, row in zip(xs, summary)])
+    ax.set_xlim(-0.6, len(summary) - 0.4)
+    ax.set_xlabel("labelled training cases")
+    ax.set_ylabel("Dice Genesis − scratch (per seed and test case)")
+    ax.set_title("paired differences (bar: mean; above 0: Genesis better)", fontsize=9)
+    ax.grid(alpha=0.3)
     figure.tight_layout()
     return save_figure_atomic(figure, path, dpi=110)
 

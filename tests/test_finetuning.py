@@ -37,9 +37,9 @@ def test_parameter_groups_split_and_record_names():
     assert len(parameter_groups(net.named_parameters(), [])) == 1
 
 
-def make_trainer(task, output_folder):
+def make_trainer(task, output_folder, trainer_class=None):
     from nnunet_genesis.trainers import nnUNetTrainerV2_Genesis
-    trainer = nnUNetTrainerV2_Genesis(task.plans_3d_file, 0, output_folder=str(output_folder),
+    trainer = (trainer_class or nnUNetTrainerV2_Genesis)(task.plans_3d_file, 0, output_folder=str(output_folder),
                                       dataset_directory=task.preprocessed_dir, batch_dice=False, stage=0,
                                       unpack_data=False, deterministic=False, fp16=False)
     trainer.initialize(training=False)
@@ -71,6 +71,17 @@ def test_stock_pretrained_loader_uses_the_adaptive_transfer(pretrained_trainer):
     assert {n.split(".")[0] for n in fresh} == {"conv_blocks_localization", "tu", "seg_outputs"}
     transferred = trainer.optimizer.param_groups[1]["genesis_param_names"]
     assert transferred and all(n.startswith("conv_blocks_context") for n in transferred)
+
+
+def test_encoder_decoder_variant_transfers_all_but_the_heads(ct_task, tmp_path):
+    from nnunet.run.load_pretrained_weights import load_pretrained_weights
+    from nnunet_genesis.trainers import nnUNetTrainerV2_GenesisEncoderDecoder
+    weights = str(tmp_path / "w.pt")
+    published_genesis_checkpoint(weights)
+    trainer = make_trainer(ct_task, tmp_path / "fold", nnUNetTrainerV2_GenesisEncoderDecoder)
+    load_pretrained_weights(trainer.network, weights)
+    fresh = trainer.optimizer.param_groups[0]["genesis_param_names"]
+    assert fresh and all(n.startswith("seg_outputs") for n in fresh)  # encoder and decoder came from W
 
 
 def test_warm_up_then_everything_trains(pretrained_trainer):

@@ -102,6 +102,7 @@ def test_summary_by_hand():
     assert two["scratch"]["sd"] == pytest.approx(np.std([0.6, 0.5], ddof=1))
     # paired over (seed, case): differences 0.1, 0.2, 0.1, 0.0
     assert two["pairs"] == 4 and two["mean_difference"] == pytest.approx(0.1)
+    assert sorted(two["differences"]) == pytest.approx([0.0, 0.1, 0.1, 0.2])
     assert (two["genesis_better"], two["scratch_better"]) == (3, 0)
     assert 0 < two["wilcoxon_p"] <= 1
     assert everything["wilcoxon_p"] == 1.0 and np.isnan(everything["scratch"]["sd"])

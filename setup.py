@@ -51,7 +51,8 @@ setup(
     description="Models Genesis self-supervised pretraining for nnU-Net v1, through nnU-Net's own commands",
     long_description=open(os.path.join(HERE, "README.md")).read() if os.path.exists(os.path.join(HERE, "README.md")) else "",
     long_description_content_type="text/markdown",
-    packages=["nnunet_genesis", "nnunet_genesis.trainers", "competition", "competition.demo_trainers", "evaluation"],
+    packages=["nnunet_genesis", "nnunet_genesis.nnunet_v1", "nnunet_genesis.trainers", "competition",
+              "competition.demo_trainers", "evaluation"],
     python_requires=">=3.9",
     install_requires=[
         "nnunet==1.7.1",

@@ -27,8 +27,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def set_up_workspace(root, workers):
-    for key, sub in (("nnUNet_raw_data_base", "raw"), ("nnUNet_preprocessed", "preprocessed"),
-                     ("RESULTS_FOLDER", "results")):
+    sys.path.insert(0, REPO)
+    from nnunet_genesis.nnunet_v1 import layout
+    for key, sub in zip(layout.FOLDER_VARIABLES, ("raw", "preprocessed", "results")):
         os.environ[key] = os.path.join(root, sub)
         os.makedirs(os.environ[key], exist_ok=True)
     os.environ["nnUNet_n_proc_DA"] = str(workers)
@@ -57,14 +58,14 @@ def prepare_tasks(root, args, task_id=960, pretrain_id=961):
                                                           "-tl", str(processes), "-tf", str(processes)], **quiet)
     from nnunet_genesis.unlabeled import prepare_pretraining_task
     report = prepare_pretraining_task(str(task_id), [decathlon], pretrain_id, num_processes=processes)
-    from nnunet.utilities.task_name_id_conversion import convert_id_to_task_name
-    return convert_id_to_task_name(task_id), report["task_name"]
+    from nnunet_genesis.nnunet_v1 import layout
+    return layout.resolve_task_name(task_id), report["task_name"]
 
 
 def make_trainer(trainer_class, task_name, fold, root, fp16):
-    from nnunet.paths import preprocessing_output_dir
-    folder = os.path.join(preprocessing_output_dir, task_name)
-    trainer = trainer_class(os.path.join(folder, "nnUNetPlansv2.1_plans_3D.pkl"), fold,
+    from nnunet_genesis.nnunet_v1 import layout
+    folder = os.path.join(layout.process_folders().preprocessed, task_name)
+    trainer = trainer_class(layout.plans_file(folder), fold,
                             output_folder=os.path.join(root, "out", trainer_class.__name__), dataset_directory=folder,
                             batch_dice=False, stage=0, unpack_data=True, deterministic=False, fp16=fp16)
     trainer.initialize(True)

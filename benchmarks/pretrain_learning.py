@@ -20,7 +20,6 @@ process, and it changes neither the network nor the learning problem. The recipe
 """
 import argparse
 import os
-import pickle
 import sys
 import time
 
@@ -31,6 +30,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from nnunet_genesis.atomic import write_json_atomic  # noqa: E402
+from nnunet_genesis.nnunet_v1 import layout  # noqa: E402
 from nnunet_genesis.pretraining import add_residual_output  # noqa: E402
 from nnunet_genesis.recipes import RECIPES, learning_rate, make_optimizer  # noqa: E402
 from nnunet_genesis.restoration import (DISTORTIONS, distorted_pairs, format_scores,  # noqa: E402
@@ -39,10 +39,8 @@ from nnunet_genesis.score_checkpoint import ScoreError, load_prepared_cases  # n
 
 
 def load_task(task_dir):
-    plans_file = os.path.join(task_dir, "nnUNetPlansv2.1_plans_3D.pkl")
-    with open(plans_file, "rb") as f:
-        plans = pickle.load(f)
-    stage = sorted(plans["plans_per_stage"])[-1]
+    plans = layout.load_plans(layout.plans_file(task_dir))
+    stage = layout.last_stage(plans)
     try:
         return plans, stage, load_prepared_cases(task_dir, plans, stage, max_cases=sys.maxsize)
     except ScoreError as error:
@@ -89,7 +87,7 @@ def training_batch(cases, patch_size, batch_size, rng):
 
 
 def build_network(plans, stage):
-    from nnunet_genesis.transfer import build_network_from_plans
+    from nnunet_genesis.nnunet_v1.network import build_network_from_plans
     return build_network_from_plans(plans, stage=stage, num_classes=plans["num_modalities"], deep_supervision=False)
 
 

@@ -3,10 +3,14 @@ import os
 import argparse
 import sys
 
+from nnunet_genesis.cli import command
 
+
+@command("nnUNet_genesis_submission")
 def submission_main(argv=None):
     """nnUNet_genesis_submission: validate Decathlon predictions and pack the leaderboard zip
-    (see competition/submission.py). Returns 0 when valid (and written), 1 when invalid."""
+    (see competition/submission.py). Returns 0 when valid (and written), 1 when invalid, 4 when the zip
+    cannot be written (an earlier zip is left as it was)."""
     parser = argparse.ArgumentParser(
         prog="nnUNet_genesis_submission",
         description="Validate predictions for the Medical Segmentation Decathlon test sets and pack them "
@@ -52,6 +56,7 @@ def _report(result):
         print("warning: %s" % warning, file=sys.stderr)
 
 
+@command("nnUNet_genesis_run_task")
 def run_task_main(argv=None):
     """nnUNet_genesis_run_task: one Decathlon task end to end with the stock nnU-Net v1 commands
     (see competition/pipeline.py). Exit status: 0 done (or stopped as asked), 1 a step failed, 2 bad input."""
@@ -148,6 +153,7 @@ Decathlon folder's imagesTr, labelsTr and imagesTs.""")
     return 0
 
 
+@command("nnUNet_genesis_demo")
 def demo_main(argv=None):
     """nnUNet_genesis_demo: the whole pipeline on real data shipped with pip (see competition/demo.py).
     Exit status: 0 done, 1 a step failed."""
@@ -176,6 +182,7 @@ def demo_main(argv=None):
     return 0
 
 
+@command("nnUNet_genesis_study")
 def study_main(argv=None):
     """nnUNet_genesis_study: scratch vs Genesis fine-tuning at several labelled-case counts and seeds
     (see competition/study.py). Exit status: 0 done, 1 a run failed, 2 bad input."""
@@ -204,6 +211,14 @@ def study_main(argv=None):
     parser.add_argument("-l", "--labels", nargs="+", type=int, help="labels to score (default: every label found)")
     parser.add_argument("--tolerance", type=float, help="NSD tolerance in mm (evaluation)")
     args = parser.parse_args(argv)
+    # the weights are read once here, before hours of training: a missing, damaged or NaN checkpoint is
+    # bad input now, not a failure of the first Genesis run after the scratch runs
+    from nnunet_genesis.checkpoints import CheckpointError, load_state_dict_from_checkpoint
+    try:
+        load_state_dict_from_checkpoint(args.weights)
+    except (CheckpointError, FileNotFoundError) as error:
+        print("nnUNet_genesis_study: error: %s" % error, file=sys.stderr)
+        return 2
     try:
         study = run_study(args.task, args.weights, args.output, args.test_images, args.test_labels, fold=args.fold,
                           counts=args.counts, seeds=args.seeds, scratch_trainer=args.scratch_trainer,

@@ -24,6 +24,7 @@ import sys
 import time
 
 from competition.pipeline import format_seconds
+from nnunet_genesis.transfer_report import TRANSFER_REPORT_FILE
 
 DEMO_TASK = "Task11_BrainTissueDemo"
 TASK_ID = 11
@@ -139,7 +140,7 @@ def run_demo(out_dir="demo_output", scale=1.0, stream=None, seeds=STUDY_SEEDS):
     nnunet_log = os.path.join(logs, "nnunet.log")
 
     from competition.demo_data import demo_test_labels_dir, describe_demo_data, write_mni_demo_task
-    from competition.msd import task_from_dataset_json
+    from evaluation.tasks import task_from_dataset_json
     from competition.pipeline import run_task
     from competition.study import format_study_markdown, run_study
     from competition.submission import build_submission
@@ -226,7 +227,7 @@ def run_demo(out_dir="demo_output", scale=1.0, stream=None, seeds=STUDY_SEEDS):
             "comparison plot": os.path.join(comparison_dir, "compare.png"),
             "transfer report": os.path.join(study_dir, "nnUNet_results", "nnUNet", "3d_fullres", task_name,
                                             GENESIS_TRAINER + "__nnUNetPlansv2.1",
-                                            "fold_%d" % chosen["Genesis"]["fold_index"], "transfer_report.json"),
+                                            "fold_%d" % chosen["Genesis"]["fold_index"], TRANSFER_REPORT_FILE),
             "logs": logs,
         }
         say("\n=== outputs   (total time %s)" % format_seconds(time.time() - start))

@@ -42,7 +42,9 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from nnunet_genesis.atomic import save_figure_atomic, write_json_atomic, write_pickle_atomic, write_text_atomic
+from nnunet_genesis.atomic import (make_dirs, save_figure_atomic, write_json_atomic, write_pickle_atomic,
+                                   write_text_atomic)
+from nnunet_genesis.transfer_report import TRANSFER_REPORT_FILE
 
 ARMS = ("scratch", "genesis")
 ALL = "all"
@@ -143,7 +145,7 @@ def build_study_workspace(task_dir: str, out_dir: str, runs: Sequence[Run], val_
     finished runs are reused. Returns ``runs`` with their fold indices."""
     task = os.path.basename(os.path.normpath(task_dir))
     study_task = os.path.join(out_dir, "nnUNet_preprocessed", task)
-    os.makedirs(study_task, exist_ok=True)
+    make_dirs(study_task)
     for entry in sorted(os.listdir(task_dir)):
         link = os.path.join(study_task, entry)
         if entry == SPLITS_FILE or os.path.lexists(link):
@@ -337,6 +339,20 @@ def plot_study(summary: Sequence[dict], path: str, title: str) -> str:
 # --------------------------------------------------------------------------------------------
 # The study
 # --------------------------------------------------------------------------------------------
+def check_same_weights(fold_dir: str, weights: str, run_name: str) -> None:
+    """Refuse to resume a Genesis run that was fine-tuned from other weights: the study's runs are kept
+    by trainer and fold, not by checkpoint, so reusing it would silently mix two pretrainings. The
+    weights a run started from are the ``source`` of its ``transfer_report.json``."""
+    report_file = os.path.join(fold_dir, TRANSFER_REPORT_FILE)
+    if not os.path.isfile(report_file):
+        return
+    with open(report_file) as f:
+        source = json.load(f).get("source")
+    if source and os.path.abspath(source) != os.path.abspath(weights):
+        raise StudyError("run %s in %s was fine-tuned from %s, not from %s: use another -o (or move that run away)"
+                         % (run_name, fold_dir, source, os.path.abspath(weights)))
+
+
 def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str], test_labels: str,
               fold: int = 0, counts: Sequence[str] = ("2", "4", ALL), seeds: Sequence[int] = (0, 1, 2),
               scratch_trainer: str = "nnUNetTrainerV2", genesis_trainer: str = "nnUNetTrainerV2_Genesis",
@@ -372,7 +388,7 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
         raise StudyError("%s: test label folder does not exist" % test_labels)
     out_dir = os.path.abspath(out_dir)
     for sub in ("logs", "predictions", "evaluation", "nnUNet_results"):
-        os.makedirs(os.path.join(out_dir, sub), exist_ok=True)
+        make_dirs(os.path.join(out_dir, sub))
 
     train_cases, val_cases, split_source = user_fold(task_dir, fold)
     label_names = task_label_names(task_dir)
@@ -393,6 +409,8 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
         fold_dir = os.path.join(study_env["RESULTS_FOLDER"], "nnUNet", "3d_fullres", task_name,
                                 trainer + "__nnUNetPlansv2.1", "fold_%d" % run.fold_index)
         log_path = os.path.join(out_dir, "logs", "%s__%s.log" % (run.name, trainer))
+        if run.arm == "genesis":
+            check_same_weights(fold_dir, weights, run.name)
         if not os.path.isfile(os.path.join(fold_dir, "model_final_checkpoint.model")):
             command = [os.path.join(bin_dir, "nnUNet_train"), "3d_fullres", trainer, task_name, str(run.fold_index),
                        "--disable_postprocessing_on_folds"]

@@ -20,53 +20,48 @@ faults. A problem names the file (or folder) and the fault. The rules, per selec
   warning, are the by-products ``nnUNet_predict`` itself writes there: ``plans.pkl``,
   ``prediction_time.txt``, ``postprocessing.json`` and, with
   ``--save_npz``, ``<case>.npz`` / ``<case>.pkl`` of a test case. They never go into the zip;
-* a ``.gz`` prediction really is gzip-compressed (SimpleITK reads a mislabelled plain file,
-  nibabel and gzip do not);
-* header checks (header only, no voxel data is read): a 3-D scalar image with an integer pixel type,
-  on the grid of the test image: same size, and spacing, origin and direction equal within
-  ``GEOMETRY_TOLERANCE``. Test images of BrainTumour and Prostate are 4-D (x, y, z, modality):
-  the prediction is compared with their first three dimensions;
-* voxel check: every label value is in the task's label set (``competition.msd``).
-
-Float label maps are refused even when all their values are integral: nnU-Net writes uint8, and a
-float file almost always means probabilities or an interpolated resampling were saved by mistake;
-casting a real label map is one line for the user, guessing is not safe for us.
+* each prediction passes the label-map validator shared with ``nnUNet_genesis_evaluate``
+  (``evaluation.labelmaps``, which documents the dtype and tolerance policy):
+  - integrity: a ``.gz`` prediction really is gzip-compressed (SimpleITK reads a mislabelled plain
+    file, nibabel and gzip do not), and the file is complete -- its gzip stream ends properly and it
+    holds every voxel byte its header announces (SimpleITK zero-fills a truncated file, which would
+    otherwise be zipped as a corrupt case);
+  - header: a 3-D scalar image with an integer pixel type (float label maps are refused even when
+    all their values are integral), on the grid of the test image: same size, and spacing, origin and
+    direction equal within ``GEOMETRY_TOLERANCE_MM`` / ``DIRECTION_TOLERANCE``. Test images of
+    BrainTumour and Prostate are 4-D (x, y, z, modality): the prediction is compared with their first
+    three dimensions;
+  - voxel check: every label value is in the task's label set (``evaluation.tasks``).
 
 The zip stores every file byte-identical to its prediction, uncompressed (ZIP_STORED): a ``.nii.gz``
 is already deflate-compressed, deflating it again gains nothing and costs time. It is written to a
-temporary file beside the target, its CRCs checked, then moved into place with ``os.replace`` so a
-reader never sees half a zip. Predictions are only ever read.
+temporary file beside the target (``nnunet_genesis.atomic``), its CRCs checked, then renamed into
+place, so a reader never sees half a zip and a failed write leaves an earlier zip intact.
+Predictions are only ever read.
 """
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from typing import Iterable, List, Optional, Sequence, Tuple
 
-import numpy as np
-import SimpleITK as sitk
 from tqdm import tqdm
 
-from competition.msd import MSD_TASKS, MSDTask, find_msd_task
+from evaluation.tasks import MSD_TASKS, MSDTask, find_msd_task
+from evaluation.labelmaps import (GEOMETRY_TOLERANCE_MM, PREDICTION, first_line, geometry_faults, header_faults,
+                                  read_header, validate_label_map)
+from nnunet_genesis.atomic import atomic_write
 
-# Spacing, origin and direction of a prediction count as equal to the test image's when
-# |prediction - image| <= GEOMETRY_TOLERANCE * (1 + |image|) per component (numpy.isclose with
-# rtol = atol = 1e-4). NIfTI stores these as float32 (relative precision ~6e-8) and quaternion
-# round trips add ~1e-7, so 1e-4 passes honest copies; it is still far below any real resampling
-# error (origin 200 mm -> 0.02 mm, a tiny fraction of a voxel).
-GEOMETRY_TOLERANCE = 1e-4
-
-INTEGER_PIXEL_IDS = frozenset([sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16,
-                               sitk.sitkUInt32, sitk.sitkInt32, sitk.sitkUInt64, sitk.sitkInt64])
+# One validator and one tolerance policy for label maps, shared with nnUNet_genesis_evaluate
+# (evaluation/labelmaps.py documents the policy): spacing and origin within GEOMETRY_TOLERANCE_MM
+# (absolute, mm), direction cosines within DIRECTION_TOLERANCE.
+GEOMETRY_TOLERANCE = GEOMETRY_TOLERANCE_MM
 
 # What nnUNet_predict leaves in its output folder besides the label maps (see module docstring):
 # plans.pkl (predict.py), prediction_time.txt (predict_simple.py), postprocessing.json (predict.py,
 # when the model folder has one, e.g. after five folds).
 NNUNET_BY_PRODUCT_FILES = ("plans.pkl", "prediction_time.txt", "postprocessing.json")
 NNUNET_SOFTMAX_SUFFIXES = (".npz", ".pkl")
-
-GZIP_MAGIC = b"\x1f\x8b"
 
 
 class SubmissionError(Exception):
@@ -134,140 +129,27 @@ class ValidationResult:
 # Headers and the per-case checks
 # ----------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class ImageHeader:
-    """Geometry and pixel type of an image file; ``direction`` is row-major, dimension x dimension."""
-    dimension: int
-    size: Tuple[int, ...]
-    spacing: Tuple[float, ...]
-    origin: Tuple[float, ...]
-    direction: Tuple[float, ...]
-    pixel_id: int
-    components: int
-
-    @property
-    def pixel_type(self) -> str:
-        return sitk.GetPixelIDValueAsString(self.pixel_id)
-
-    def first_three_dimensions(self) -> "ImageHeader":
-        """The spatial part of a 4-D Decathlon image (x, y, z, modality); a 3-D header is returned as is."""
-        if self.dimension <= 3:
-            return self
-        n = self.dimension
-        direction = tuple(self.direction[row * n + col] for row in range(3) for col in range(3))
-        return ImageHeader(3, self.size[:3], self.spacing[:3], self.origin[:3], direction,
-                           self.pixel_id, self.components)
-
-
-def read_header(path: str) -> ImageHeader:
-    """Read geometry and pixel type from the file header only (ImageFileReader.ReadImageInformation:
-    no voxel data is read). Raises RuntimeError when SimpleITK cannot read the file."""
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(path)
-    reader.ReadImageInformation()
-    return ImageHeader(reader.GetDimension(), tuple(reader.GetSize()), tuple(reader.GetSpacing()),
-                       tuple(reader.GetOrigin()), tuple(reader.GetDirection()), reader.GetPixelID(),
-                       reader.GetNumberOfComponents())
-
-
-def _close(a: Sequence[float], b: Sequence[float]) -> bool:
-    return bool(np.allclose(a, b, rtol=GEOMETRY_TOLERANCE, atol=GEOMETRY_TOLERANCE))
-
-
-def _fmt(values: Sequence[float]) -> str:
-    return "(" + ", ".join("%.6g" % v for v in values) + ")"
-
-
-def label_map_header_faults(prediction: ImageHeader) -> List[str]:
-    """What makes a header unfit for a label map: not 3-D, several components, non-integer pixels."""
-    faults = []
-    if prediction.dimension != 3:
-        faults.append("is %d-D; a prediction must be a 3-D label map" % prediction.dimension)
-    if prediction.components != 1:
-        faults.append("has %d components per voxel; a label map has one" % prediction.components)
-    if prediction.pixel_id not in INTEGER_PIXEL_IDS:
-        faults.append("pixel type is %s; label maps must be stored with an integer type (e.g. uint8)"
-                      % prediction.pixel_type)
-    return faults
-
-
-def geometry_faults(prediction: ImageHeader, image: ImageHeader) -> List[str]:
-    """Differences between the grid of a 3-D prediction and that of its test image (first three
-    dimensions of a 4-D image). Size must be equal; spacing, origin and direction equal within
-    GEOMETRY_TOLERANCE. A prediction that is not 3-D is reported by label_map_header_faults."""
-    if prediction.dimension != 3:
-        return []
-    image = image.first_three_dimensions()
-    if image.dimension != 3:
-        return ["cannot be compared with a %d-D test image" % image.dimension]
-    faults = []
-    if tuple(prediction.size) != tuple(image.size):
-        faults.append("size %s differs from the test image's %s"
-                      % ("x".join(map(str, prediction.size)), "x".join(map(str, image.size))))
-    for name in ("spacing", "origin", "direction"):
-        mine, theirs = getattr(prediction, name), getattr(image, name)
-        if not _close(mine, theirs):
-            faults.append("%s %s differs from the test image's %s" % (name, _fmt(mine), _fmt(theirs)))
-    return faults
-
-
 def check_geometry(prediction_path: str, image_path: str) -> List[str]:
     """Header-only check that a prediction lies on its test image's grid and is a 3-D integer label map.
     Returns the faults (empty when fine); reads the two file headers, never voxel data."""
     prediction = read_header(prediction_path)
-    return label_map_header_faults(prediction) + geometry_faults(prediction, read_header(image_path))
-
-
-def label_faults(prediction_path: str, allowed_labels: Iterable[int]) -> List[str]:
-    """Voxel check: every value of the label map must be one of ``allowed_labels``."""
-    allowed = np.array(sorted(allowed_labels))
-    image = sitk.ReadImage(prediction_path)
-    # A view, not a copy: no second buffer the size of a CT. The view does not keep ``image`` alive,
-    # so ``image`` must stay referenced while ``voxels`` is used.
-    voxels = sitk.GetArrayViewFromImage(image)
-    # isin against a handful of labels is a few comparisons per voxel and one boolean mask, cheaper
-    # than np.unique's sort on a 500-slice CT; only the (usually few) bad voxels are sorted.
-    outside = ~np.isin(voxels, allowed)
-    count = int(outside.sum())
-    if count == 0:
-        return []
-    bad_values = np.unique(voxels[outside])
-    del voxels, image
-    return ["label value(s) %s in %d voxel(s) are not in the task's label set %s"
-            % (", ".join(str(v) for v in bad_values.tolist()), count,
-               "{" + ", ".join(str(v) for v in allowed.tolist()) + "}")]
-
-
-def _is_gzip(path: str) -> bool:
-    with open(path, "rb") as f:
-        return f.read(2) == GZIP_MAGIC
+    return header_faults(prediction, PREDICTION) + geometry_faults(prediction, read_header(image_path),
+                                                                   "the test image")
 
 
 def case_faults(prediction_path: str, image_path: Optional[str], allowed_labels: Iterable[int]) -> List[str]:
-    """All checks of one prediction. ``image_path`` None: the test image is missing (reported
+    """All checks of one prediction (evaluation.labelmaps.validate_label_map: integrity, header, geometry
+    against the test image, label values). ``image_path`` None: the test image is missing (reported
     elsewhere), so only the checks that do not need it are done."""
-    faults = []
-    if prediction_path.endswith(".gz") and not _is_gzip(prediction_path):
-        faults.append("is named .gz but is not gzip-compressed")
-    try:
-        prediction = read_header(prediction_path)
-    except RuntimeError as error:
-        return faults + ["cannot be read as an image (%s)" % _first_line(error)]
-    header_faults = label_map_header_faults(prediction)
-    faults += header_faults
+    grid, faults = None, []
     if image_path is not None:
         try:
-            faults += geometry_faults(prediction, read_header(image_path))
+            grid = read_header(image_path)
         except RuntimeError as error:
-            faults.append("its test image %s cannot be read (%s)" % (image_path, _first_line(error)))
-    if not header_faults:          # the voxel check presumes a scalar integer 3-D map
-        faults += label_faults(prediction_path, allowed_labels)
-    return faults
-
-
-def _first_line(error: Exception) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
+            faults.append("its test image %s cannot be read (%s)" % (image_path, first_line(error)))
+    found, _, _ = validate_label_map(prediction_path, role=PREDICTION, grid=grid, grid_name="the test image",
+                                     allowed_labels=allowed_labels)
+    return found + faults
 
 
 # ----------------------------------------------------------------------------------------------
@@ -277,7 +159,7 @@ def _first_line(error: Exception) -> str:
 def resolve_tasks(tasks: Optional[Iterable]) -> Tuple[List[MSDTask], List[Problem]]:
     """Tasks to submit, ordered by number: all ten when ``tasks`` is None, else those named (Decathlon
     name, nnU-Net name, short name or number) or given as MSDTask objects (see
-    ``competition.msd.task_from_dataset_json`` for tasks outside the ten). Unknown names become problems."""
+    ``evaluation.tasks.task_from_dataset_json`` for tasks outside the ten). Unknown names become problems."""
     if tasks is None:
         return sorted(MSD_TASKS.values(), key=lambda t: t.number), []
     tasks = list(tasks)
@@ -488,12 +370,12 @@ def build_submission(pred_root: str, decathlon_root: str, out_zip: Optional[str]
 
 def write_zip_atomically(entries: Sequence[Tuple[str, str]], out_zip: str) -> None:
     """Write ``entries`` [(name in the zip, source file)] into ``out_zip``, stored byte-identical
-    (ZIP_STORED). The zip is built as a hidden temporary file in the target folder (same file
-    system, so os.replace is atomic), its CRCs and sizes checked against the sources, then moved."""
-    directory = os.path.dirname(os.path.abspath(out_zip))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(out_zip) + ".", suffix=".partial", dir=directory)
-    try:
-        with os.fdopen(fd, "w+b") as fh:
+    (ZIP_STORED). The zip is built under a temporary name in the target folder
+    (nnunet_genesis.atomic.atomic_write: same file system, so the rename is atomic), its CRCs and sizes
+    checked against the sources, then renamed into place; on any failure the temporary file is removed
+    and an earlier zip at ``out_zip`` is left as it was."""
+    def write(tmp):
+        with open(tmp, "w+b") as fh:
             # strict_timestamps=False: a file dated before 1980 (zip's epoch) must not abort the run.
             with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True,
                                  strict_timestamps=False) as archive:
@@ -502,12 +384,8 @@ def write_zip_atomically(entries: Sequence[Tuple[str, str]], out_zip: str) -> No
             fh.flush()
             os.fsync(fh.fileno())
         _verify_zip(tmp, entries)
-        os.chmod(tmp, 0o666 & ~_current_umask())   # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, out_zip)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)        # our own temporary file, never a user file
-        raise
+
+    atomic_write(out_zip, write)
 
 
 def _verify_zip(path: str, entries: Sequence[Tuple[str, str]]) -> None:
@@ -523,10 +401,3 @@ def _verify_zip(path: str, entries: Sequence[Tuple[str, str]]) -> None:
         bad = archive.testzip()
         if bad is not None:
             raise RuntimeError("zip entry %s of %s has a bad CRC" % (bad, path))
-
-
-def _current_umask() -> int:
-    # os.umask can only be read by setting it; set it back at once.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

@@ -5,6 +5,7 @@ import sys
 from typing import List, Optional
 
 from evaluation.evaluate import DEFAULT_TOLERANCE_MM, EvaluationError, default_num_processes
+from nnunet_genesis.cli import command
 
 
 def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
@@ -13,7 +14,7 @@ def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
                              "label found in the references)")
     parser.add_argument("--tolerance", type=float, default=None, metavar="MM",
                         help="NSD tolerance in mm (default: the Decathlon task's value where one is sourced "
-                             "in competition/msd.py, else %g mm)" % DEFAULT_TOLERANCE_MM)
+                             "in evaluation/tasks.py, else %g mm)" % DEFAULT_TOLERANCE_MM)
     parser.add_argument("-t", "--task", default=None, metavar="MSD_TASK",
                         help="Decathlon task (Task07_Pancreas, Task007_Pancreas, Pancreas or 7): gives the "
                              "labels, their names and the NSD tolerance")
@@ -21,9 +22,11 @@ def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
                         help="worker processes (default: %(default)s)")
 
 
+@command("nnUNet_genesis_evaluate")
 def evaluate_main(argv: Optional[List[str]] = None) -> int:
     """nnUNet_genesis_evaluate -ref LABELS_DIR -pred PRED_DIR [-l LABEL ...] [--tolerance MM | -t MSD_TASK]
-    -o OUT_DIR [-np N]"""
+    -o OUT_DIR [-np N]. Exit status: 0 scored, 1 bad input (named file and fault), 4 a file could not be
+    written (earlier results left intact)."""
     parser = argparse.ArgumentParser(
         prog="nnUNet_genesis_evaluate",
         description="Score predicted label maps against references with the Medical Segmentation Decathlon's "
@@ -51,8 +54,10 @@ def evaluate_main(argv: Optional[List[str]] = None) -> int:
     return 0
 
 
+@command("nnUNet_genesis_compare")
 def compare_main(argv: Optional[List[str]] = None) -> int:
-    """nnUNet_genesis_compare -a RUN_A -b RUN_B [--names A B] -o OUT_DIR [--ref LABELS_DIR] ..."""
+    """nnUNet_genesis_compare -a RUN_A -b RUN_B [--names A B] -o OUT_DIR [--ref LABELS_DIR] ...
+    Exit status: 0 compared, 1 bad input (also: no case in common), 4 a file could not be written."""
     parser = argparse.ArgumentParser(
         prog="nnUNet_genesis_compare",
         description="Compare two runs case by case (e.g. nnU-Net from scratch vs. Models Genesis): per label "

@@ -24,6 +24,7 @@ import numpy as np
 from evaluation.evaluate import (PER_CASE_FILE, SUMMARY_FILE, EvaluationError, evaluate_folders, find_task,
                                  list_cases, read_per_case_csv, _json_safe)
 from evaluation.metrics import METRICS
+from nnunet_genesis.atomic import make_dirs, save_figure_atomic, write_json_atomic, write_text_atomic
 
 METRIC_TITLES = {"dice": "Dice", "nsd": "NSD", "hd95": "HD95 (mm)"}
 HIGHER_IS_BETTER = {"dice": True, "nsd": True, "hd95": False}
@@ -85,6 +86,9 @@ def compare_runs(eval_dir_a: str, eval_dir_b: str, names: Sequence[str] = ("A", 
     if not labels:
         raise EvaluationError("%s and %s share no label" % (eval_dir_a, eval_dir_b))
     cases_a, cases_b = {r["case"] for r in rows_a}, {r["case"] for r in rows_b}
+    if not cases_a & cases_b:
+        raise EvaluationError("%s and %s have no case in common (A: %s; B: %s): nothing to compare"
+                              % (eval_dir_a, eval_dir_b, _short(sorted(cases_a)), _short(sorted(cases_b))))
 
     results = []
     for label in labels:
@@ -110,12 +114,11 @@ def compare_runs(eval_dir_a: str, eval_dir_b: str, names: Sequence[str] = ("A", 
         "results": results,
     }
     if out_dir is not None:
-        os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, "compare.md"), "w") as handle:
-            handle.write(format_markdown(comparison))
+        make_dirs(out_dir)
+        # every file atomically: a failed write leaves an earlier report intact
+        write_text_atomic(format_markdown(comparison), os.path.join(out_dir, "compare.md"))
         plot_comparison(comparison, os.path.join(out_dir, "compare.png"))
-        with open(os.path.join(out_dir, "compare.json"), "w") as handle:
-            json.dump(_json_safe(comparison), handle, indent=2)
+        write_json_atomic(_json_safe(comparison), os.path.join(out_dir, "compare.json"))
     if verbose:
         print(format_markdown(comparison))
     return comparison
@@ -174,8 +177,10 @@ def plot_comparison(comparison: dict, path: str) -> None:
     axes[0][0].legend()
     figure.suptitle("%s vs %s: mean ± SD over %d paired cases" % (name_a, name_b, comparison["paired_cases"]))
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    try:
+        save_figure_atomic(figure, path, dpi=110)
+    finally:
+        plt.close(figure)
 
 
 # --------------------------------------------------------------------------- nnU-Net folds
@@ -284,6 +289,10 @@ def _check_names(names: Sequence[str]) -> Tuple[str, str]:
     if len(names) != 2 or not all(isinstance(n, str) and n for n in names):
         raise EvaluationError("--names takes two non-empty names, got %r" % (names,))
     return names
+
+
+def _short(items, limit: int = 5) -> str:
+    return (", ".join(items[:limit]) + (" ..." if len(items) > limit else "")) or "none"
 
 
 def _read_summary(eval_dir: str) -> dict:

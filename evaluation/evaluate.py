@@ -4,7 +4,13 @@ Cases are matched by file name (``.nii.gz`` or ``.nii``). For each case and labe
 metrics are computed (``evaluation.metrics``): Dice, NSD at a tolerance in mm, and HD95. A
 reference case that has no prediction scores 0 on every label (the leaderboard's rule) and is
 reported as missing. Results go to ``per_case.csv`` (one row per case and label) and
-``summary.json`` (mean, median, standard deviation per label and metric).
+``summary.json`` (mean, median, standard deviation per label and metric), each written atomically
+(an earlier result survives a failed write).
+
+Every label map read passes the validator shared with the submission (``evaluation.labelmaps``):
+complete file (a truncated .nii.gz, which SimpleITK would zero-fill and score, is refused), 3-D scalar,
+integer predictions, the same voxel grid as the reference, and -- with a task -- labels from its label
+set. A run in which no prediction matches a reference is an error, not a table of zeros.
 """
 import csv
 import json
@@ -17,7 +23,9 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
+from evaluation import labelmaps
 from evaluation.metrics import METRICS, score_case
+from nnunet_genesis.atomic import atomic_write, make_dirs, write_json_atomic
 
 #: NSD tolerance used when neither --tolerance nor a sourced per-task value is available.
 #: 2 mm: one to two voxels at the in-plane resolution of the Decathlon's CT and MR data
@@ -26,10 +34,10 @@ from evaluation.metrics import METRICS, score_case
 #: leaderboard's value for any task; results at this default say so in summary.json.
 DEFAULT_TOLERANCE_MM = 2.0
 
-#: geometry must agree within these bounds (mm for spacing and origin; cosines for direction):
-#: loose enough for float32 header round-off, far tighter than any real misalignment.
-GEOMETRY_TOLERANCE_MM = 1e-3
-DIRECTION_TOLERANCE = 1e-4
+#: geometry must agree within these bounds: the policy shared with the submission, documented in
+#: evaluation/labelmaps.py (mm for spacing and origin; cosines for direction).
+GEOMETRY_TOLERANCE_MM = labelmaps.GEOMETRY_TOLERANCE_MM
+DIRECTION_TOLERANCE = labelmaps.DIRECTION_TOLERANCE
 
 SUFFIXES = (".nii.gz", ".nii")
 PER_CASE_FILE = "per_case.csv"
@@ -78,26 +86,14 @@ def list_cases(folder: str) -> Dict[str, str]:
     return cases
 
 
-def read_label_map(path: str):
-    """(integer array in z, y, x order, SimpleITK image) for a label map on disk."""
-    import SimpleITK as sitk
+def read_label_map(path: str, role: str = labelmaps.REFERENCE, allowed_labels=None):
+    """(integer array in z, y, x order, SimpleITK image) for a label map on disk that passes the shared
+    validator (evaluation.labelmaps: integrity, 3-D scalar, dtype policy for ``role``, label values);
+    EvaluationError naming the file and every fault otherwise."""
     try:
-        image = sitk.ReadImage(path)
-    except RuntimeError as error:
-        raise EvaluationError("cannot read %s: %s" % (path, str(error).strip().splitlines()[-1]))
-    if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
-        raise EvaluationError("%s is not a 3-D single-channel label map (dimension %d, %d components)"
-                              % (path, image.GetDimension(), image.GetNumberOfComponentsPerPixel()))
-    array = sitk.GetArrayFromImage(image)
-    if array.dtype.kind == "f":
-        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
-            raise EvaluationError("%s holds non-integer values; a label map must hold integer labels" % path)
-        array = array.astype(np.int32)
-    if array.dtype.kind not in "iu":
-        raise EvaluationError("%s has pixel type %s; a label map must hold integer labels" % (path, array.dtype))
-    if array.dtype.kind == "i" and array.size and array.min() < 0:
-        raise EvaluationError("%s holds negative labels (min %d)" % (path, array.min()))
-    return array, image
+        return labelmaps.read_label_map(path, role=role, allowed_labels=allowed_labels)
+    except labelmaps.LabelMapError as error:
+        raise EvaluationError("%s %s" % (role, error)) from None
 
 
 def spacing_zyx(image) -> Tuple[float, float, float]:
@@ -107,16 +103,9 @@ def spacing_zyx(image) -> Tuple[float, float, float]:
 
 def check_same_geometry(reference, prediction, reference_path: str, prediction_path: str) -> None:
     """Raise GeometryMismatchError (naming both files) unless size, spacing, origin and direction
-    of the two SimpleITK images agree within GEOMETRY_TOLERANCE_MM / DIRECTION_TOLERANCE."""
-    faults = []
-    if reference.GetSize() != prediction.GetSize():
-        faults.append("size %s vs %s" % (reference.GetSize(), prediction.GetSize()))
-    for what, tolerance in (("spacing", GEOMETRY_TOLERANCE_MM), ("origin", GEOMETRY_TOLERANCE_MM),
-                            ("direction", DIRECTION_TOLERANCE)):
-        a = np.array(getattr(reference, "Get" + what.capitalize())())
-        b = np.array(getattr(prediction, "Get" + what.capitalize())())
-        if a.shape != b.shape or not np.allclose(a, b, rtol=0, atol=tolerance):
-            faults.append("%s %s vs %s" % (what, _fmt(a), _fmt(b)))
+    of the two SimpleITK images agree within the shared tolerance (evaluation.labelmaps)."""
+    faults = labelmaps.geometry_faults(labelmaps.ImageHeader.of_image(prediction),
+                                       labelmaps.ImageHeader.of_image(reference), "the reference")
     if faults:
         raise GeometryMismatchError(
             "reference %s and prediction %s do not share a voxel grid: %s. Predictions must be "
@@ -137,18 +126,20 @@ def _labels_present(label_map: np.ndarray) -> List[int]:
 
 def evaluate_case(job: Tuple[str, str, Optional[str], Optional[Tuple[int, ...]], float]) -> dict:
     """Score one case. ``job`` = (case, reference path, prediction path or None, labels or None
-    (then: every label in the reference or the prediction), tolerance in mm).
+    (then: every label in the reference or the prediction), tolerance in mm[, the task's label set or
+    None]). Both label maps pass the shared validator (evaluation.labelmaps) first.
 
     Returns {"case", "reference_labels", "missing", "scores": {label: score_label dict}}; a
     missing prediction has no scores (the caller fills in zeros once the label set is known), and
     a label that was not scored is absent from both masks.
     """
-    case, reference_path, prediction_path, labels, tolerance_mm = job
-    reference, reference_image = read_label_map(reference_path)
+    case, reference_path, prediction_path, labels, tolerance_mm = job[:5]
+    allowed = job[5] if len(job) > 5 else None     # the task's label set, when a task is given
+    reference, reference_image = read_label_map(reference_path, labelmaps.REFERENCE, allowed)
     reference_labels = _labels_present(reference)
     if prediction_path is None:
         return {"case": case, "reference_labels": reference_labels, "missing": True, "scores": {}}
-    prediction, prediction_image = read_label_map(prediction_path)
+    prediction, prediction_image = read_label_map(prediction_path, labelmaps.PREDICTION, allowed)
     check_same_geometry(reference_image, prediction_image, reference_path, prediction_path)
     if labels is None:
         labels = sorted(set(reference_labels) | set(_labels_present(prediction)))
@@ -176,7 +167,7 @@ def resolve_tolerance(tolerance_mm: Optional[float], task=None) -> Tuple[float, 
             raise EvaluationError("the NSD tolerance must be a non-negative number of mm, got %r" % tolerance_mm)
         return float(tolerance_mm), "--tolerance"
     if task is not None and task.nsd_tolerance_mm is not None:
-        return float(task.nsd_tolerance_mm), "competition.msd table (%s)" % task.name
+        return float(task.nsd_tolerance_mm), "evaluation.tasks table (%s)" % task.name
     if task is not None:
         return DEFAULT_TOLERANCE_MM, ("default %.3g mm: no sourced leaderboard tolerance for %s; "
                                      "NSD values are not the leaderboard's" % (DEFAULT_TOLERANCE_MM, task.name))
@@ -185,7 +176,7 @@ def resolve_tolerance(tolerance_mm: Optional[float], task=None) -> Tuple[float, 
 
 def find_task(name_or_number):
     """The MSD task for a name or number, or None if it is not one of the ten."""
-    from competition.msd import find_msd_task
+    from evaluation.tasks import find_msd_task
     try:
         return find_msd_task(name_or_number)
     except KeyError:
@@ -203,7 +194,7 @@ def evaluate_folders(ref_dir: str, pred_dir: str, labels: Optional[Sequence[int]
     ``out_dir`` (per_case.csv, summary.json) and return the summary dict.
 
     labels: labels to score; default: the task's labels if ``task`` is given (an MSDTask or a name
-        that ``competition.msd.find_msd_task`` knows), else every non-zero label in the references.
+        that ``evaluation.tasks.find_msd_task`` knows), else every non-zero label in the references.
     tolerance_mm: NSD tolerance; default: the task's sourced value, else DEFAULT_TOLERANCE_MM.
     only_predicted_cases: score only the reference cases that have a prediction (an nnU-Net fold's
         validation set against all of labelsTr); by default a missing prediction scores 0.
@@ -242,8 +233,12 @@ def evaluate_folders(ref_dir: str, pred_dir: str, labels: Optional[Sequence[int]
         print("%d prediction(s) have no reference and are ignored: %s"
               % (len(extra), _short_list(extra)), file=sys.stderr)
 
-    jobs = [(case, path, predicted_cases.get(case), tuple(labels) if labels else None, tolerance)
+    allowed = tuple(sorted(task.labels)) if task is not None else None
+    jobs = [(case, path, predicted_cases.get(case), tuple(labels) if labels else None, tolerance, allowed)
             for case, path in sorted(reference_cases.items())]
+    if not any(job[2] is not None for job in jobs):
+        raise EvaluationError("no prediction in %s matches a reference case in %s (by file name, .nii.gz/.nii): "
+                              "nothing would be scored" % (pred_dir, ref_dir))
     results = _run_jobs(jobs, num_processes or default_num_processes(), verbose)
 
     if labels is None:
@@ -268,21 +263,31 @@ def evaluate_folders(ref_dir: str, pred_dir: str, labels: Optional[Sequence[int]
                        "sample standard deviation (ddof=1)",
     })
     if out_dir is not None:
-        os.makedirs(out_dir, exist_ok=True)
+        make_dirs(out_dir)
+        # each file atomically (a failed write leaves the earlier version intact); summary.json last, so
+        # that a folder whose summary.json is new has a per_case.csv of the same run
         write_per_case_csv(rows, os.path.join(out_dir, PER_CASE_FILE))
-        with open(os.path.join(out_dir, SUMMARY_FILE), "w") as handle:
-            json.dump(_json_safe(summary), handle, indent=2)
+        write_json_atomic(_json_safe(summary), os.path.join(out_dir, SUMMARY_FILE))
     if verbose:
         print(format_summary_table(summary))
     return summary
 
 
 def _run_jobs(jobs: List[tuple], num_processes: int, verbose: bool) -> List[dict]:
-    progress = dict(total=len(jobs), desc="evaluating", unit="case", disable=not verbose)
-    if num_processes <= 1 or len(jobs) <= 1:
-        return [evaluate_case(job) for job in tqdm(jobs, **progress)]
-    with Pool(min(num_processes, len(jobs))) as pool:
-        return list(tqdm(pool.imap_unordered(evaluate_case, jobs), **progress))
+    # the bar is closed (ends its line) also when a case fails, so that the error is a line of its own
+    with tqdm(total=len(jobs), desc="evaluating", unit="case", disable=not verbose) as bar:
+        if num_processes <= 1 or len(jobs) <= 1:
+            results = []
+            for job in jobs:
+                results.append(evaluate_case(job))
+                bar.update()
+            return results
+        with Pool(min(num_processes, len(jobs))) as pool:
+            results = []
+            for result in pool.imap_unordered(evaluate_case, jobs):
+                results.append(result)
+                bar.update()
+            return results
 
 
 def _rows(results: List[dict], labels: Sequence[int], label_names: Dict[int, str]) -> List[dict]:
@@ -331,11 +336,15 @@ def _nanmean(values: List[float]) -> float:
 # --------------------------------------------------------------------------- output
 
 def write_per_case_csv(rows: List[dict], path: str) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=PER_CASE_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({key: (repr(float(row[key])) if key in METRICS else row[key]) for key in PER_CASE_COLUMNS})
+    """per_case.csv, written atomically (nnunet_genesis.atomic)."""
+    def write(tmp):
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=PER_CASE_COLUMNS)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({key: (repr(float(row[key])) if key in METRICS else row[key])
+                                 for key in PER_CASE_COLUMNS})
+    atomic_write(path, write)
 
 
 def read_per_case_csv(path: str) -> List[dict]:
@@ -396,14 +405,21 @@ def _check_out_dir(out_dir: str, *input_dirs: str) -> None:
     writes its own summary.json into validation_raw)."""
     real_out = os.path.realpath(out_dir)
     for folder in input_dirs:
-        if real_out == os.path.realpath(folder):
+        real_in = os.path.realpath(folder)
+        if real_out == real_in:
             raise EvaluationError("output folder %s is also an input folder; choose another -o" % out_dir)
+        if os.path.commonpath([real_out, real_in]) == real_in:
+            raise EvaluationError("output folder %s lies inside the input folder %s (a prediction folder must hold "
+                                  "nothing but label maps); choose another -o" % (out_dir, folder))
     summary = os.path.join(out_dir, SUMMARY_FILE)
     if os.path.isfile(summary):
         try:
             with open(summary) as handle:
                 ours = json.load(handle).get("generated_by") == GENERATED_BY
-        except (ValueError, AttributeError, OSError):
+        except ValueError as error:
+            raise EvaluationError("%s exists but is not valid JSON (%s): damaged, or not ours; not overwriting "
+                                  "it (choose another -o)" % (summary, error))
+        except (AttributeError, OSError):
             ours = False
         if not ours:
             raise EvaluationError("%s exists and was not written by %s; not overwriting it (choose another -o)"

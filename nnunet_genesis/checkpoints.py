@@ -7,6 +7,7 @@ calls it when nnU-Net loads, so stock ``nnUNet_predict``, ``-c`` and ``-val`` wo
 :func:`load_state_dict_from_checkpoint` reads any of the checkpoint formats users bring.
 """
 import os
+import zipfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,6 +64,15 @@ def read_checkpoint_file(path: str) -> Any:
         raise CheckpointError(f"checkpoint {path!r} is a directory, not a checkpoint file")
     if os.path.getsize(path) == 0:
         raise CheckpointError(f"checkpoint {path!r} is an empty file")
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic == b"PK\x03\x04":
+        if not zipfile.is_zipfile(path):
+            raise CheckpointError(f"checkpoint {path!r} is truncated or damaged: torch.save's zip archive has no "
+                                  f"central directory (an interrupted copy, download or save?)")
+    elif not magic.startswith(b"\x80"):
+        raise CheckpointError(f"{path!r} is not a PyTorch checkpoint: neither torch.save's zip format nor a "
+                              f"pickle (it starts with {magic!r})")
     allow_nnunet_checkpoint_globals()
     try:
         # map_location: checkpoints saved on a GPU must open on machines without one.
@@ -98,7 +108,8 @@ def load_state_dict_from_checkpoint(source) -> dict[str, torch.Tensor]:
     ``torch.load(map_location='cpu')`` in torch's weights-only mode (see
     :func:`allow_nnunet_checkpoint_globals`).  ``module.`` (DataParallel/DDP) and ``_orig_mod.``
     (torch.compile) prefixes are stripped.  Anything else raises :class:`CheckpointError` (or
-    ``FileNotFoundError``) naming the file and the fault.
+    ``FileNotFoundError``) naming the file and the fault, among them weights that are not finite
+    (a NaN or inf tensor would otherwise be "transferred 100 %" and train on with loss nan).
     """
     name = "<in-memory checkpoint>"
     obj = source
@@ -126,4 +137,16 @@ def load_state_dict_from_checkpoint(source) -> dict[str, torch.Tensor]:
         state_dict[clean] = value.detach().cpu()
     if not state_dict:
         raise CheckpointError(f"{name!r} holds an empty state dict")
+    non_finite = non_finite_tensors(state_dict)
+    if non_finite:
+        shown = ", ".join(non_finite[:8]) + (f" and {len(non_finite) - 8} more" if len(non_finite) > 8 else "")
+        raise CheckpointError(f"{name!r} holds non-finite weights (NaN or inf) in {len(non_finite)} of "
+                              f"{len(state_dict)} tensors: {shown}")
     return state_dict
+
+
+def non_finite_tensors(state_dict: Mapping) -> list:
+    """Names of the floating-point tensors in ``state_dict`` holding a NaN or an infinity."""
+    return [key for key, value in state_dict.items()
+            if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex())
+            and not bool(torch.isfinite(value).all())]

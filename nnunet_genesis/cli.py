@@ -1,12 +1,61 @@
-"""Entry points of the nnUNet_genesis_* commands: argument parsing only, the work lives elsewhere."""
+"""Entry points of the nnUNet_genesis_* commands: argument parsing only, the work lives elsewhere.
+
+Every entry point (also those of evaluation/cli.py and competition/cli.py) is wrapped by
+:func:`command`: a file that cannot be written or read (no space, file-size limit, permission, missing
+folder, a path whose parent is a file) ends the command with one line
+``<command>: error: cannot write <path>: <cause>`` and exit status ``EXIT_FILE_ERROR`` (4), distinct from
+the commands' own statuses (1 refused/invalid, 2 bad input, 3 collapse). The traceback is shown only with
+the debug switch: environment variable ``NNUNET_GENESIS_DEBUG=1``.
+"""
 import argparse
+import functools
+import os
 import sys
 
+from nnunet_genesis.nnunet_v1 import layout
 
+EXIT_FILE_ERROR = 4
+DEBUG_ENV = "NNUNET_GENESIS_DEBUG"
+
+
+def debugging() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "no", "false")
+
+
+def file_error_line(prog: str, error: OSError) -> str:
+    """The one line for a failed file operation: 'PROG: error: cannot write PATH: CAUSE'."""
+    from nnunet_genesis.atomic import WRITE_FAILURE_ERRNOS, WriteError
+    if isinstance(error, WriteError):
+        return "%s: error: %s" % (prog, error)
+    path = error.filename if error.filename is not None else "?"
+    cause = error.strerror or str(error) or type(error).__name__
+    verb = "cannot write" if error.errno in WRITE_FAILURE_ERRNOS else "cannot access"
+    return "%s: error: %s %s: %s" % (prog, verb, path, cause)
+
+
+def command(prog: str):
+    """Decorator for a ``main(argv) -> int``: an OSError becomes one line on stderr and EXIT_FILE_ERROR
+    (re-raised with its traceback when NNUNET_GENESIS_DEBUG is set)."""
+    def wrap(main):
+        @functools.wraps(main)
+        def run(argv=None):
+            try:
+                return main(argv)
+            except OSError as error:
+                if debugging():
+                    raise
+                print(file_error_line(prog, error), file=sys.stderr)
+                return EXIT_FILE_ERROR
+        return run
+    return wrap
+
+
+@command("nnUNet_genesis_transfer")
 def transfer_main(argv=None):
     """nnUNet_genesis_transfer: dry run of the adaptive weight transfer (see transfer.py).
 
-    Exit status: 0 the transfer would be accepted, 1 it would be refused, 2 bad input.
+    Exit status: 0 the transfer would be accepted, 1 it would be refused, 2 bad input (among it
+    non-finite weights), 4 the report could not be written.
     """
     from nnunet_genesis.transfer import DEFAULT_MODE, MODES
     parser = argparse.ArgumentParser(
@@ -17,7 +66,7 @@ def transfer_main(argv=None):
                         "{'state_dict': ...} or a bare state dict")
     parser.add_argument("-t", "--task", required=True, help="planned target task, id or name (e.g. 3 or Task003_Liver)")
     parser.add_argument("-m", "--model", default="3d_fullres", choices=["2d", "3d_lowres", "3d_fullres"])
-    parser.add_argument("-p", "--plans_identifier", default="nnUNetPlansv2.1")
+    parser.add_argument("-p", "--plans_identifier", default=layout.DEFAULT_PLANS_IDENTIFIER)
     parser.add_argument("--mode", default=DEFAULT_MODE, choices=MODES,
                         help="what is transferred (default %(default)s, as nnUNetTrainerV2_Genesis)")
     parser.add_argument("--min_encoder_fraction", type=float, default=0.5)
@@ -33,9 +82,9 @@ def transfer_main(argv=None):
                                         min_encoder_fraction=args.min_encoder_fraction,
                                         allow_partial=args.allow_partial, strict=args.strict)
     except TransferRefused as refused:
-        if args.output:
-            refused.report.save_json(args.output)
         print(str(refused), file=sys.stderr)
+        if args.output:
+            refused.report.save_json(args.output)     # a failed write: EXIT_FILE_ERROR, not "refused"
         return 1
     except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
         print("nnUNet_genesis_transfer: error: %s" % e, file=sys.stderr)
@@ -47,6 +96,7 @@ def transfer_main(argv=None):
     return 0
 
 
+@command("nnUNet_genesis_prepare")
 def prepare_main(argv=None):
     """nnUNet_genesis_prepare: unlabeled volumes -> pretraining task with the target's plans (see unlabeled.py)."""
     from nnunet_genesis.unlabeled import DEFAULT_PLANS_IDENTIFIER, PrepareError, prepare_pretraining_task
@@ -82,10 +132,11 @@ def prepare_main(argv=None):
     return 0
 
 
+@command("nnUNet_genesis_restoration")
 def restoration_main(argv=None):
     """nnUNet_genesis_restoration: does a pretraining checkpoint restore? (see score_checkpoint.py)
 
-    Exit status: 0 scored, 3 scored and the network has collapsed, 2 bad input.
+    Exit status: 0 scored, 3 scored and the network has collapsed, 2 bad input, 4 a file could not be written.
     """
     parser = argparse.ArgumentParser(
         prog="nnUNet_genesis_restoration",
@@ -102,7 +153,7 @@ def restoration_main(argv=None):
     parser.add_argument("--residual", choices=["auto", "yes", "no"], default="auto",
                         help="residual output (restored = input + network): auto reads the recipe recorded in the "
                              "checkpoint's .pkl")
-    parser.add_argument("-p", "--plans_identifier", default="nnUNetPlansv2.1")
+    parser.add_argument("-p", "--plans_identifier", default=layout.DEFAULT_PLANS_IDENTIFIER)
     args = parser.parse_args(argv)
 
     from nnunet_genesis.restoration import collapse_warning, format_scores

@@ -3,7 +3,9 @@
 Warm-up: for the first ``warmup_epochs`` epochs the transferred parameters learn at
 ``warmup_lr_scale`` × the learning rate (default 0: frozen) while the freshly initialised ones
 (the segmentation heads, and any stage the pretrained network did not have) learn at the full
-rate. Then every parameter follows nnU-Net's poly schedule.
+rate. Then every parameter follows nnU-Net's poly schedule (``poly_lr`` of nnU-Net 1.7.1's
+``nnunet/training/learning_rate/poly_lr.py``, applied by ``nnUNetTrainerV2.maybe_update_lr`` in
+``nnunet/training/network_training/nnUNetTrainerV2.py``; the factor here multiplies it per group).
 
 Why: the segmentation heads start random, and at nnU-Net's initial learning rate (0.01,
 momentum 0.99) their first gradients flow back into, and scramble, the pretrained features.

@@ -20,9 +20,9 @@ the nnU-Net modules below, the finder lets the module load normally and then pat
     ``os.pathsep``), as nnU-Net v2 does.
 ``nnunet.run.load_pretrained_weights``
     ``-pretrained_weights`` is routed to the adaptive transfer of the trainer that built the
-    network (our Genesis trainers register themselves); for any other trainer the stock
-    all-or-nothing loader runs unchanged except that tensors are mapped to the CPU first, so
-    GPU-saved weights load on a CPU-only machine.
+    network (our Genesis trainers register themselves in ``pretrained_weights_handlers``); for
+    any other trainer the stock all-or-nothing loader runs unchanged except that tensors are
+    mapped to the CPU first, so GPU-saved weights load on a CPU-only machine.
 
 ``nnUNet_find_best_configuration``, ``nnUNet_ensemble`` and ``nnUNet_determine_postprocessing``
 work on trainer *names* and output folders only, so they accept our trainers with no patch.
@@ -130,31 +130,14 @@ def _patch_network_trainer(module):
     allow_nnunet_checkpoint_globals()
 
 
-# Networks whose trainer handles -pretrained_weights itself: a WeakKeyDictionary (a network's
-# life is the trainer's; nothing here keeps either alive), made on first use so that start-up
-# does not import weakref.
-_pretrained_weight_handlers = {}
-
-
-def register_pretrained_weights_handler(network, handler):
-    """Route stock ``-pretrained_weights`` for ``network`` to ``handler(fname)``."""
-    global _pretrained_weight_handlers
-    if not _pretrained_weight_handlers:
-        import weakref
-        _pretrained_weight_handlers = weakref.WeakKeyDictionary()
-    _pretrained_weight_handlers[network] = handler
-
-
 def _patch_load_pretrained_weights(module):
     stock_load = module.load_pretrained_weights
     if getattr(stock_load, "_nnunet_genesis", False):
         return
 
     def load_pretrained_weights(network, fname, verbose=False):
-        # nnUNet_train_DDP passes the DistributedDataParallel wrapper; we registered its module.
-        inner = getattr(network, "module", None)
-        handler = _pretrained_weight_handlers.get(network) or \
-            (_pretrained_weight_handlers.get(inner) if inner is not None else None)
+        from nnunet_genesis.pretrained_weights_handlers import pretrained_weights_handler
+        handler = pretrained_weights_handler(network)
         if handler is not None:
             return handler(fname)
         import torch

@@ -79,7 +79,13 @@ class RestorationAccumulator:
 # Data pipeline
 # --------------------------------------------------------------------------------------------
 def genesis_transforms(patch_size, params, genesis_transform, spatial=True):
-    """batchgenerators Compose: [nnU-Net's spatial augmentation], Genesis, to tensors."""
+    """batchgenerators Compose: [nnU-Net's spatial augmentation], Genesis, to tensors.
+
+    Follows ``get_moreDA_augmentation`` in nnU-Net 1.7.1's
+    ``nnunet/training/data_augmentation/data_augmentation_moreDA.py``: the same Convert3DTo2D /
+    SpatialTransform(data_aug_params) / Convert2DTo3D wiring. Departs from it by dropping the noise,
+    blur, brightness, contrast, low-resolution, gamma and mirror transforms (the Genesis distortions
+    take their place) and by applying no spatial augmentation to validation patches."""
     from batchgenerators.transforms.abstract_transforms import Compose
     from batchgenerators.transforms.spatial_transforms import SpatialTransform
     from batchgenerators.transforms.utility_transforms import NumpyToTensor
@@ -210,9 +216,9 @@ def restoration_report(network, cases: Dict[str, np.ndarray], patch_size, make_g
     network (None: unknown, always judged; see ``restoration.collapse_reasons``). ``extra``: more
     entries for the summary (what was scored, by whom). Returns the summary."""
     from nnunet_genesis.previews import save_preview_grid
-    from nnunet_genesis.atomic import write_json_atomic
+    from nnunet_genesis.atomic import make_dirs, write_json_atomic
     from nnunet_genesis.restoration import COLLAPSE_MIN_ITERATIONS, collapse_reasons, restoration_verdict, score_pairs
-    os.makedirs(output_folder, exist_ok=True)
+    make_dirs(output_folder)
     pairs = validation_pairs(cases, patch_size, make_genesis_transform, seed)
     restored = {kind: [restore_patch(network, d) for d, _ in kind_pairs] for kind, kind_pairs in pairs.items()}
     scores = score_pairs(pairs, answers=restored)

@@ -9,6 +9,8 @@ from typing import Mapping, Optional
 
 import numpy as np
 
+from nnunet_genesis.atomic import save_figure_atomic
+
 
 def _as_channels(name: str, array: np.ndarray) -> np.ndarray:
     """``array`` as (C, Z, Y, X); a (Z, Y, X) array is one channel."""
@@ -70,7 +72,7 @@ def save_preview_grid(columns: Mapping[str, np.ndarray], path: str, title: Optio
     figure.tight_layout()
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    figure.savefig(path, format="png", dpi=100)
+    save_figure_atomic(figure, path, format="png", dpi=100)   # an earlier preview survives a failed write
     return path
 
 

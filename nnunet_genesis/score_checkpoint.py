@@ -13,6 +13,8 @@ from typing import Optional
 
 import numpy as np
 
+from nnunet_genesis.nnunet_v1 import layout
+
 
 class ScoreError(ValueError):
     """Bad input to the scoring command: one line naming the file and the fault."""
@@ -38,7 +40,7 @@ def residual_from_checkpoint(weights: str) -> Optional[bool]:
 
 def load_prepared_cases(task_dir: str, plans: dict, stage, max_cases: int):
     """Up to ``max_cases`` preprocessed cases of ``task_dir`` (sorted by name), without the seg channel."""
-    folder = os.path.join(task_dir, "%s_stage%s" % (plans["data_identifier"], stage))
+    folder = layout.stage_folder(task_dir, plans, stage)
     if not os.path.isdir(folder):
         raise ScoreError("%s: no preprocessed data folder (run nnUNet_genesis_prepare first)" % folder)
     names = sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".npz"))[:max_cases]
@@ -55,11 +57,13 @@ def load_prepared_cases(task_dir: str, plans: dict, stage, max_cases: int):
 
 
 def score_checkpoint(weights: str, task: str, output_folder: str, max_cases: int = 20,
-                     residual: Optional[bool] = None, plans_identifier: str = "nnUNetPlansv2.1"):
+                     residual: Optional[bool] = None,
+                     plans_identifier: str = layout.DEFAULT_PLANS_IDENTIFIER):
     """Score ``weights`` on the prepared task ``task`` (id or name); writes ``output_folder``
     (summary.json, a preview PNG per distortion). Returns (summary, residual, how residual was decided)."""
     from nnunet_genesis.pretraining import add_residual_output, restoration_report
-    from nnunet_genesis.transfer import TransferRefused, build_network_from_plans, transfer_weights
+    from nnunet_genesis.nnunet_v1.network import build_network_from_plans
+    from nnunet_genesis.transfer import TransferRefused, transfer_weights
     from nnunet_genesis.transforms import GenesisTransform
     from nnunet_genesis.unlabeled import _nnunet_folders, resolve_task_name
 
@@ -67,12 +71,11 @@ def score_checkpoint(weights: str, task: str, output_folder: str, max_cases: int
         raise ScoreError("%s: no such checkpoint file" % weights)
     task_name = resolve_task_name(task)
     task_dir = os.path.join(_nnunet_folders()[2], task_name)
-    plans_file = os.path.join(task_dir, plans_identifier + "_plans_3D.pkl")
+    plans_file = layout.plans_file(task_dir, plans_identifier)
     if not os.path.isfile(plans_file):
         raise ScoreError("%s: no 3D plans (prepare the task with nnUNet_genesis_prepare first)" % plans_file)
-    with open(plans_file, "rb") as f:
-        plans = pickle.load(f)
-    stage = sorted(plans["plans_per_stage"])[-1]
+    plans = layout.load_plans(plans_file)
+    stage = layout.last_stage(plans)
     network = build_network_from_plans(plans, stage=stage, num_classes=plans["num_modalities"],
                                        deep_supervision=False)
     try:

@@ -132,7 +132,7 @@ def test_evaluate_summary(evaluated):
 def test_evaluate_with_msd_task(evaluated):
     root, _, _ = evaluated
     summary = json.loads((root / "eval_genesis" / "summary.json").read_text())
-    assert summary["labels"] == {"1": "pancreas", "2": "cancer"}    # from competition.msd
+    assert summary["labels"] == {"1": "pancreas", "2": "cancer"}    # from evaluation/tasks.py
     rows = read_rows(root / "eval_genesis" / "per_case.csv")
     # case_002 has no label 2 in reference or prediction: both empty counts as a perfect 1
     assert rows[("case_002", 2)]["status"] == "both_empty"
@@ -145,7 +145,7 @@ def test_task_tolerance_is_used_without_override(data):
     from evaluation.evaluate import evaluate_folders
     summary = evaluate_folders(str(folders["labels"]), str(folders["pred_genesis"]), task="Task07_Pancreas",
                                out_dir=None, num_processes=1, verbose=False)
-    assert summary["tolerance_mm"] == 5.0   # the Pancreas value in competition/msd.py
+    assert summary["tolerance_mm"] == 5.0   # the Pancreas value in evaluation/tasks.py
 
 
 def test_geometry_mismatch_is_refused(data, tmp_path):

@@ -102,9 +102,9 @@ def fake_plan(decathlon_task, folders, task_name="Task093_PipeCT", skip_case=Non
 def fake_prepare(decathlon_task, folders, sources=None, cases=("a", "b")):
     pre = os.path.join(folders["nnUNet_preprocessed"], "Task593_GenesisPipeCT")
     data_dir = os.path.join(pre, "nnUNetData_plans_v2.1_stage0")
-    for case in cases:
-        for ext in (".npz", ".pkl"):
-            touch(os.path.join(data_dir, case + ext))
+    for case in cases:   # a readable .npz (the done-check reads it to the end) and its .pkl
+        touch(os.path.join(data_dir, case + ".pkl"))
+        np.savez_compressed(os.path.join(data_dir, case + ".npz"), data=np.zeros((2, 4, 4, 4), np.float32))
     touch(os.path.join(pre, "nnUNetPlansv2.1_plans_3D.pkl"))
     report = {"task_name": "Task593_GenesisPipeCT", "target_task": "Task093_PipeCT",
               "plans_identifier": "nnUNetPlansv2.1", "sources": sources or [decathlon_task],
@@ -221,6 +221,10 @@ def test_prepare_done_only_for_the_same_sources(decathlon_task, folders, tmp_pat
     extra.mkdir()
     step = steps_for(decathlon_task, folders, stop_after="prepare", unlabeled=[str(extra)])["prepare"]
     assert not step.done and str(extra) in step.pending[0]
+    with open(os.path.join(data_dir, "a.npz"), "r+b") as f:   # an interrupted rewrite: the file is cut
+        f.truncate(os.path.getsize(os.path.join(data_dir, "a.npz")) // 2)
+    step = steps_for(decathlon_task, folders, stop_after="prepare")["prepare"]
+    assert not step.done and "a.npz" in step.pending[0] and "truncated or damaged" in step.pending[0]
     os.remove(os.path.join(data_dir, "b.npz"))          # a prepared case lost its data
     assert not steps_for(decathlon_task, folders, stop_after="prepare")["prepare"].done
     # ... which does not matter any more once the pretraining, its only reader, is finished
@@ -471,7 +475,7 @@ def test_e2e_second_run_skips_every_step(e2e, monkeypatch, no_subprocess):
 
 
 def test_e2e_predictions_pass_the_submission_check(e2e):
-    from competition.msd import task_from_dataset_json
+    from evaluation.tasks import task_from_dataset_json
     from competition.submission import validate_submission
     task = task_from_dataset_json(e2e["decathlon_dir"])
     result = validate_submission(e2e["pred_root"], os.path.dirname(e2e["decathlon_dir"]), tasks=[task],

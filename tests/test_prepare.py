@@ -144,12 +144,10 @@ def test_plans_define_the_same_network_and_preprocessing_as_the_target(prepared_
 
 
 def test_plans_build_the_same_generic_unet_as_the_target(prepared_ct, ct_task):
-    transfer = pytest.importorskip("nnunet_genesis.transfer")
-    if not hasattr(transfer, "build_network_from_plans"):
-        pytest.skip("nnunet_genesis.transfer.build_network_from_plans not available yet")
+    from nnunet_genesis.nnunet_v1.network import build_network_from_plans
     ours = _load_pickle(os.path.join(prepared_ct["preprocessed"], PLANS + "_plans_3D.pkl"))
-    target_net = transfer.build_network_from_plans(ct_task.load_plans_3d())
-    our_net = transfer.build_network_from_plans(ours)
+    target_net = build_network_from_plans(ct_task.load_plans_3d())
+    our_net = build_network_from_plans(ours)
     target_shapes = {k: tuple(v.shape) for k, v in target_net.state_dict().items()}
     our_shapes = {k: tuple(v.shape) for k, v in our_net.state_dict().items()}
     assert our_shapes == target_shapes

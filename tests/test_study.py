@@ -10,8 +10,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from competition.study import (ALL, ARMS, StudyError, build_study_workspace, draw_subset, format_study_markdown,
-                               nnunet_default_splits, plan_runs, plot_study, summarise_study, user_fold)
+from competition.study import (ALL, ARMS, StudyError, build_study_workspace, check_same_weights, draw_subset,
+                               format_study_markdown, nnunet_default_splits, plan_runs, plot_study, summarise_study, user_fold)
 from tests.conftest import stock_command, subprocess_env
 
 CASES = ["case_%02d" % i for i in range(10)]
@@ -112,6 +112,21 @@ def test_summary_by_hand():
     assert "| 2 (2) | 0.5500 ± 0.0707 | 0.6500 ± 0.1414 | +0.1000 | 3 / 0 |" in table
 
 
+def test_a_genesis_run_from_other_weights_is_not_reused(tmp_path):
+    """The study keeps runs by trainer and fold: resuming with another checkpoint must not mix them."""
+    import json
+    fold = tmp_path / "fold_3"
+    fold.mkdir()
+    first, second = tmp_path / "first.model", tmp_path / "second.model"
+    check_same_weights(str(fold), str(second), "genesis_n2_s0")  # no report yet: a new run, fine
+    (fold / "transfer_report.json").write_text(json.dumps({"source": str(first), "entries": []}))
+    check_same_weights(str(fold), str(first), "genesis_n2_s0")   # the same weights: resume
+    with pytest.raises(StudyError) as refused:
+        check_same_weights(str(fold), str(second), "genesis_n2_s0")
+    message = str(refused.value)
+    assert "genesis_n2_s0" in message and str(first) in message and str(second) in message
+
+
 def test_learning_curve_plot(tmp_path):
     summary = _hand_made_summary()
     path = plot_study(summary, str(tmp_path / "study.png"), "test")
@@ -125,7 +140,8 @@ def test_study_command_refuses_bad_input_in_one_line(tmp_path):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert done.returncode == 2 and "none.model" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     weights = tmp_path / "w.model"
-    weights.write_bytes(b"x")
+    import torch
+    torch.save({"w": torch.ones(1)}, str(weights))   # readable weights: the study checks them up front
     done = subprocess.run([stock_command("nnUNet_genesis_study"), "-t", "Task901_X", "-w", str(weights),
                            "-o", str(tmp_path / "out"), "--test_labels", str(tmp_path), "--counts", "two"], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

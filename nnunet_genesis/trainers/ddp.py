@@ -1,7 +1,8 @@
 """Let nnUNetTrainerV2_DDP run where it is launched today: torchrun, and CPU-only machines.
 
-nnUNetTrainerV2_DDP hard-codes the NCCL backend and ``device_ids=[local_rank]`` and reads the
-local rank only from ``--local_rank``, which torchrun no longer passes. The mixin changes only
+nnUNetTrainerV2_DDP (nnU-Net 1.7.1's ``nnunet/training/network_training/nnUNetTrainerV2_DDP.py``)
+hard-codes the NCCL backend and ``device_ids=[local_rank]`` and reads the local rank only from
+``--local_rank``, which torchrun no longer passes. The mixin changes only
 those three things, and only for the duration of nnU-Net's own ``__init__``/``initialize``:
   * local rank: ``$LOCAL_RANK`` when torchrun set it;
   * backend: gloo when CUDA is not available (NCCL needs GPUs), NCCL otherwise as before;

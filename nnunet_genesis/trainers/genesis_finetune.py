@@ -23,12 +23,12 @@ from nnunet.training.network_training.nnUNetTrainerV2_DDP import nnUNetTrainerV2
 
 from nnunet_genesis.finetuning import (TRANSFERRED, parameter_groups, transferred_names_from_optimizer_state,
                                        warmup_lr_scale)
-from nnunet_genesis.integration import register_pretrained_weights_handler
+from nnunet_genesis.pretrained_weights_handlers import register_pretrained_weights_handler
 from nnunet_genesis.trainers.ddp import CpuCapableDDPMixin
 from nnunet_genesis.trainers.base import GenesisTrainerBase
 from nnunet_genesis.transfer import DEFAULT_MODE
+from nnunet_genesis.transfer_report import TRANSFER_REPORT_FILE
 
-TRANSFER_REPORT_FILE = "transfer_report.json"
 
 
 class GenesisFineTuneMixin(GenesisTrainerBase):

@@ -1,5 +1,8 @@
 """The ten Medical Segmentation Decathlon tasks: modalities, labels and NSD tolerances.
 
+Here, in ``evaluation/``, because scoring needs the label names and tolerances and must stand without
+``competition/``; the submission builder and the pipeline import the table from here.
+
 Counts and names of test cases are *not* listed here on purpose: they are read from each
 task's ``dataset.json`` (its ``test`` list), as the Decathlon distributes it.
 """
@@ -7,6 +10,8 @@ import json
 import os
 from dataclasses import dataclass
 from typing import Dict, Optional
+
+from nnunet_genesis.nnunet_v1 import layout
 
 
 @dataclass(frozen=True)
@@ -19,12 +24,12 @@ class MSDTask:
 
     @property
     def short_name(self) -> str:
-        return self.name.split("_", 1)[1]
+        return layout.short_name_of(self.name)
 
     @property
     def nnunet_name(self) -> str:
         """The name nnUNet_convert_decathlon_task gives the task (Task01_X -> Task001_X)."""
-        return "Task%03d_%s" % (self.number, self.short_name)
+        return layout.task_name(self.number, self.short_name)
 
 
 MSD_TASKS = {t.name: t for t in [

@@ -59,6 +59,7 @@ setup(
         "torch>=1.10",  # any build satisfies it, so a user's own CUDA torch is kept
         "batchgenerators>=0.25",
         "SimpleITK",
+        "nibabel",     # the demo's data are written with it (competition/demo_data.py; already required by nnunet)
         "numpy",
         "numba>=0.60",  # the transforms' per-voxel loops (nnunet_genesis/transform_kernels.py)
         "scipy<2",

@@ -24,6 +24,8 @@ import sys
 import time
 
 from competition.pipeline import format_seconds
+from competition.study import NETWORK
+from nnunet_genesis.nnunet_v1 import layout
 from nnunet_genesis.transfer_report import TRANSFER_REPORT_FILE
 
 DEMO_TASK = "Task11_BrainTissueDemo"
@@ -49,9 +51,9 @@ def demo_environment(out_dir, scale=1.0):
     """The environment of the demo's stock commands: its own nnU-Net folders inside ``out_dir``."""
     import competition.demo_trainers as demo_trainers
     env = dict(os.environ)
-    env.update({"nnUNet_raw_data_base": os.path.join(out_dir, "nnUNet_raw_data_base"),
-                "nnUNet_preprocessed": os.path.join(out_dir, "nnUNet_preprocessed"),
-                "RESULTS_FOLDER": os.path.join(out_dir, "nnUNet_results"),
+    env.update({layout.RAW_BASE_VARIABLE: os.path.join(out_dir, "nnUNet_raw_data_base"),
+                layout.PREPROCESSED_VARIABLE: os.path.join(out_dir, "nnUNet_preprocessed"),
+                layout.RESULTS_VARIABLE: os.path.join(out_dir, "nnUNet_results"),
                 "nnUNet_extTrainer": os.path.dirname(demo_trainers.__file__),
                 "nnUNet_n_proc_DA": env.get("nnUNet_n_proc_DA", "2"),
                 SCALE_ENV: str(scale)})
@@ -111,13 +113,13 @@ def pretrain_with_progress(env, pretrain_task, log_file, say):
     from tqdm import tqdm
     from competition.pipeline import format_command
     from competition.study import run_logged
-    fold_dir = os.path.join(env["RESULTS_FOLDER"], "nnUNet", "3d_fullres", pretrain_task,
-                            PRETRAINER + "__nnUNetPlansv2.1", "all")
-    weights = os.path.join(fold_dir, "model_final_checkpoint.model")
+    fold_dir = layout.fold_folder(os.path.join(env[layout.RESULTS_VARIABLE], layout.RESULTS_SUBFOLDER), NETWORK,
+                                  pretrain_task, PRETRAINER, "all")
+    weights = os.path.join(fold_dir, layout.FINAL_CHECKPOINT)
     if os.path.isfile(weights):
         say("[skip] pretraining: %s exists" % weights)
         return fold_dir
-    command = [os.path.join(os.path.dirname(sys.executable), "nnUNet_train"), "3d_fullres", PRETRAINER,
+    command = [os.path.join(os.path.dirname(sys.executable), "nnUNet_train"), NETWORK, PRETRAINER,
                pretrain_task, "all"]
     if os.path.isfile(os.path.join(fold_dir, "model_latest.model")):
         command.append("-c")
@@ -133,7 +135,7 @@ def run_demo(out_dir="demo_output", scale=1.0, stream=None, seeds=STUDY_SEEDS):
     out_dir = os.path.abspath(out_dir)
     claim_output_folder(out_dir)
     env = demo_environment(out_dir, scale)
-    for key in ("nnUNet_raw_data_base", "nnUNet_preprocessed", "RESULTS_FOLDER"):
+    for key in layout.FOLDER_VARIABLES:
         os.makedirs(env[key], exist_ok=True)
     logs = os.path.join(out_dir, "logs")
     os.makedirs(logs, exist_ok=True)
@@ -150,8 +152,9 @@ def run_demo(out_dir="demo_output", scale=1.0, stream=None, seeds=STUDY_SEEDS):
     total = 6
     decathlon_root = os.path.join(out_dir, "decathlon")
     decathlon_task = os.path.join(decathlon_root, DEMO_TASK)
-    task_name = "Task%03d_%s" % (TASK_ID, DEMO_TASK.split("_", 1)[1])
-    pretrain_task = "Task%03d_Genesis%s" % (PRETRAIN_TASK_ID, DEMO_TASK.split("_", 1)[1])
+    from nnunet_genesis.unlabeled import pretraining_task_name
+    task_name = layout.task_name(TASK_ID, layout.short_name_of(DEMO_TASK))
+    pretrain_task = pretraining_task_name(PRETRAIN_TASK_ID, task_name)
     with child_output_to(nnunet_log) as console_stream:
         say = Console(stream or console_stream, start)
         say("nnunet-genesis demo -> %s   (nnU-Net's own output: %s)" % (out_dir, logs))
@@ -177,7 +180,7 @@ def run_demo(out_dir="demo_output", scale=1.0, stream=None, seeds=STUDY_SEEDS):
         say(format_scores(restoration["scores"]))
         if restoration["collapse"]:
             say(collapse_warning(restoration["collapse"]))
-        weights = os.path.join(pretrain_dir, "model_final_checkpoint.model")
+        weights = os.path.join(pretrain_dir, layout.FINAL_CHECKPOINT)
 
         say.stage(4, total, "study: scratch vs Genesis fine-tuning, %s labelled cases x seeds %s (same budget)"
                   % (" and ".join(STUDY_COUNTS), ", ".join(map(str, seeds))))
@@ -225,9 +228,7 @@ def run_demo(out_dir="demo_output", scale=1.0, stream=None, seeds=STUDY_SEEDS):
             "submission zip": zip_path,
             "comparison table": os.path.join(comparison_dir, "compare.md"),
             "comparison plot": os.path.join(comparison_dir, "compare.png"),
-            "transfer report": os.path.join(study_dir, "nnUNet_results", "nnUNet", "3d_fullres", task_name,
-                                            GENESIS_TRAINER + "__nnUNetPlansv2.1",
-                                            "fold_%d" % chosen["Genesis"]["fold_index"], TRANSFER_REPORT_FILE),
+            "transfer report": os.path.join(chosen["Genesis"]["fold_dir"], TRANSFER_REPORT_FILE),
             "logs": logs,
         }
         say("\n=== outputs   (total time %s)" % format_seconds(time.time() - start))

@@ -44,10 +44,12 @@ import numpy as np
 
 from nnunet_genesis.atomic import (make_dirs, save_figure_atomic, write_json_atomic, write_pickle_atomic,
                                    write_text_atomic)
+from nnunet_genesis.nnunet_v1 import layout
 from nnunet_genesis.transfer_report import TRANSFER_REPORT_FILE
 
 ARMS = ("scratch", "genesis")
 ALL = "all"
+NETWORK = "3d_fullres"   # the configuration every run trains and predicts with
 STUDY_FILES = ("study.json", "study.md", "study.png")
 SPLITS_FILE = "splits_final.pkl"
 EPOCH_DONE_LINE = re.compile(r"This epoch took")  # nnU-Net v1 logs it after every finished epoch
@@ -363,7 +365,7 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
     from evaluation.evaluate import evaluate_folders
     env = dict(os.environ if env is None else env)
     console = console or sys.stdout
-    for key in ("nnUNet_preprocessed",):
+    for key in (layout.PREPROCESSED_VARIABLE,):
         if not env.get(key):
             raise StudyError("environment variable %s is not set: nnU-Net does not know where its folders are" % key)
     counts = [str(c) for c in counts]
@@ -372,17 +374,18 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
             raise StudyError("labelled-case count %r is neither a positive number nor 'all'" % count)
     if not os.path.isfile(weights):
         raise StudyError("%s: pretrained weights file does not exist" % weights)
-    task_name = task if str(task).startswith("Task") else None
+    preprocessed = env[layout.PREPROCESSED_VARIABLE]
+    task_name = str(task) if layout.is_task_name(task) else None
     if task_name is None:
-        matches = [d for d in os.listdir(env["nnUNet_preprocessed"]) if d.startswith("Task%03d_" % int(task))]
+        matches = [d for d in os.listdir(preprocessed) if d.startswith(layout.task_prefix(task))]
         if len(matches) != 1:
-            raise StudyError("task id %s: %d planned task(s) in %s" % (task, len(matches), env["nnUNet_preprocessed"]))
+            raise StudyError("task id %s: %d planned task(s) in %s" % (task, len(matches), preprocessed))
         task_name = matches[0]
-    task_dir = os.path.join(env["nnUNet_preprocessed"], task_name)
-    if not os.path.isfile(os.path.join(task_dir, "nnUNetPlansv2.1_plans_3D.pkl")):
+    task_dir = os.path.join(preprocessed, task_name)
+    if not os.path.isfile(layout.plans_file(task_dir)):
         raise StudyError("%s: no 3D plans (run nnUNet_plan_and_preprocess first)" % task_dir)
     if test_images is None:
-        test_images = os.path.join(env.get("nnUNet_raw_data_base", ""), "nnUNet_raw_data", task_name, "imagesTs")
+        test_images = os.path.join(env.get(layout.RAW_BASE_VARIABLE, ""), layout.RAW_DATA_FOLDER, task_name, "imagesTs")
     test_cases = list_images(test_images)
     if not os.path.isdir(test_labels):
         raise StudyError("%s: test label folder does not exist" % test_labels)
@@ -393,8 +396,8 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
     train_cases, val_cases, split_source = user_fold(task_dir, fold)
     label_names = task_label_names(task_dir)
     runs = build_study_workspace(task_dir, out_dir, plan_runs(train_cases, counts, seeds), val_cases)
-    study_env = dict(env, nnUNet_preprocessed=os.path.join(out_dir, "nnUNet_preprocessed"),
-                     RESULTS_FOLDER=os.path.join(out_dir, "nnUNet_results"))
+    study_env = dict(env, **{layout.PREPROCESSED_VARIABLE: os.path.join(out_dir, "nnUNet_preprocessed"),
+                             layout.RESULTS_VARIABLE: os.path.join(out_dir, "nnUNet_results")})
     bin_dir = os.path.dirname(sys.executable)
     trainers = {"scratch": scratch_trainer, "genesis": genesis_trainer}
     print("study: %s fold %d (%s): %d training cases; counts %s x seeds %s x 2 arms = %d runs; %d test cases"
@@ -406,13 +409,13 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
     for run in bar:
         bar.set_postfix_str(run.name)
         trainer = trainers[run.arm]
-        fold_dir = os.path.join(study_env["RESULTS_FOLDER"], "nnUNet", "3d_fullres", task_name,
-                                trainer + "__nnUNetPlansv2.1", "fold_%d" % run.fold_index)
+        fold_dir = layout.fold_folder(os.path.join(study_env[layout.RESULTS_VARIABLE], layout.RESULTS_SUBFOLDER),
+                                      NETWORK, task_name, trainer, run.fold_index)
         log_path = os.path.join(out_dir, "logs", "%s__%s.log" % (run.name, trainer))
         if run.arm == "genesis":
             check_same_weights(fold_dir, weights, run.name)
-        if not os.path.isfile(os.path.join(fold_dir, "model_final_checkpoint.model")):
-            command = [os.path.join(bin_dir, "nnUNet_train"), "3d_fullres", trainer, task_name, str(run.fold_index),
+        if not os.path.isfile(os.path.join(fold_dir, layout.FINAL_CHECKPOINT)):
+            command = [os.path.join(bin_dir, "nnUNet_train"), NETWORK, trainer, task_name, str(run.fold_index),
                        "--disable_postprocessing_on_folds"]
             if os.path.isfile(os.path.join(fold_dir, "model_latest.model")):
                 command.append("-c")
@@ -426,8 +429,8 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
         pred_dir = os.path.join(out_dir, "predictions", trainer, run.name)
         if not all(os.path.isfile(os.path.join(pred_dir, c + ".nii.gz")) for c in test_cases):
             run_logged([os.path.join(bin_dir, "nnUNet_predict"), "-i", test_images, "-o", pred_dir, "-t", task_name,
-                        "-m", "3d_fullres", "-tr", trainer, "-f", str(run.fold_index), "--disable_tta",
-                        "-chk", "model_final_checkpoint", "--num_threads_preprocessing", "1",
+                        "-m", NETWORK, "-tr", trainer, "-f", str(run.fold_index), "--disable_tta",
+                        "-chk", os.path.splitext(layout.FINAL_CHECKPOINT)[0], "--num_threads_preprocessing", "1",
                         "--num_threads_nifti_save", "1"], study_env, log_path)
         eval_dir = os.path.join(out_dir, "evaluation", trainer, run.name)
         per_case = os.path.join(eval_dir, "per_case.csv")
@@ -441,7 +444,7 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
                         "num_labelled": len(run.train_cases), "train_cases": list(run.train_cases),
                         "trainer": trainer, "per_case_dice": dice, "mean_dice": float(np.mean(list(dice.values()))),
                         "validation_dice": nnunet_validation_dice(fold_dir),
-                        "evaluation": eval_dir, "predictions": pred_dir})
+                        "evaluation": eval_dir, "predictions": pred_dir, "fold_dir": fold_dir})
     bar.close()
 
     summary = summarise_study(results, counts)

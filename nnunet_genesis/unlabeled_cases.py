@@ -124,6 +124,27 @@ def _remove_unpacked(case_id, stage_dir):
         os.remove(npy)
 
 
+def preprocess_atomically(job: CaseJob, case_id: str) -> None:
+    """nnU-Net's ``preprocessor._run_internal`` for one case, made atomic.
+
+    nnU-Net (``nnunet/preprocessing/preprocessing.py``, ``GenericPreprocessor._run_internal``) writes
+    ``<case>.npz`` then ``<case>.pkl`` straight into the stage folder, so an interrupted run leaves a cut
+    ``.npz``. Here it writes into a temporary folder next to the stage folder (same file system), and the
+    two files are renamed into place, the ``.pkl`` last (nnU-Net's own "finished" order). A failure leaves
+    the stage folder as it was and removes the temporary folder.
+    """
+    import tempfile
+    parent = os.path.dirname(os.path.abspath(job.stage_dir))
+    tmp_stage = tempfile.mkdtemp(prefix=".preparing_%s_" % case_id, dir=parent)
+    try:
+        job.preprocessor._run_internal(job.target_spacing, case_id, tmp_stage, job.cropped_dir, None,
+                                       job.all_classes)
+        for written, final in zip(case_outputs(case_id, tmp_stage), case_outputs(case_id, job.stage_dir)):
+            os.replace(written, final)
+    finally:
+        shutil.rmtree(tmp_stage, ignore_errors=True)
+
+
 def prepare_case(job: CaseJob):
     """Raw files, cropped npz/pkl and preprocessed npz/pkl of one case; returns (case_id, error or None).
 
@@ -149,8 +170,7 @@ def prepare_case(job: CaseJob):
             write_pickle_atomic(properties, cropped_pkl)
             produced += list(case_outputs(case.case_id, job.stage_dir))
             _remove_unpacked(case.case_id, job.stage_dir)
-            job.preprocessor._run_internal(job.target_spacing, case.case_id, job.stage_dir, job.cropped_dir,
-                                           None, job.all_classes)
+            preprocess_atomically(job, case.case_id)
         return case.case_id, None
     except Exception as err:  # one bad file must not stop the others; it is reported instead
         for path in produced:

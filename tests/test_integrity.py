@@ -395,6 +395,34 @@ def test_prepare_redoes_a_truncated_or_damaged_case(ct_task, tmp_path, capsys, d
     assert file_bytes(npz[other]) == intact
 
 
+def test_preprocessing_a_case_is_atomic(ct_task, tmp_path):
+    """nnU-Net's preprocessor writes straight into the stage folder; ours goes through a temporary folder:
+    a preprocessing that fails leaves an earlier prepared case byte-identical and nothing behind."""
+    from nnunet_genesis.nnunet_v1 import layout
+    from nnunet_genesis.unlabeled import _find_preprocessor, prepare_pretraining_task
+    from nnunet_genesis.unlabeled_cases import CaseJob, preprocess_atomically
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    _write_scan(folder / "a.nii.gz", 31)
+    report = prepare_pretraining_task(ct_task.task_id, [str(folder)], 923, 1)
+    case_id = report["cases"][0]["case_id"]
+    stage_dir = report["data_dir"]
+    before = {name: file_bytes(os.path.join(stage_dir, name)) for name in os.listdir(stage_dir)}
+    plans = layout.load_plans(ct_task.plans_3d_file)
+    stage = layout.last_stage(plans)
+    empty_cropped = tmp_path / "no_cropped_data"   # the preprocessor finds nothing to read: it fails
+    empty_cropped.mkdir()
+    job = CaseJob(case=None, raw_images_dir="", cropped_dir=str(empty_cropped), stage_dir=stage_dir,
+                  preprocessor=_find_preprocessor(plans),
+                  target_spacing=plans["plans_per_stage"][stage]["current_spacing"],
+                  all_classes=plans["all_classes"], use_mask_for_norm={})
+    assert not [n for n in os.listdir(os.path.dirname(stage_dir)) if n.startswith(".preparing_")]
+    with pytest.raises(FileNotFoundError, match=case_id):
+        preprocess_atomically(job, case_id)
+    assert {name: file_bytes(os.path.join(stage_dir, name)) for name in os.listdir(stage_dir)} == before
+    assert not [n for n in os.listdir(os.path.dirname(stage_dir)) if n.startswith(".preparing_")]
+
+
 # ------------------------------------------------ 5 + 6. failed writes: earlier results survive, one line
 
 def test_evaluate_write_failure_keeps_earlier_results_and_says_so_in_one_line(scored, tmp_path):

@@ -79,7 +79,7 @@ def score_checkpoint(weights: str, task: str, output_folder: str, max_cases: int
     network = build_network_from_plans(plans, stage=stage, num_classes=plans["num_modalities"],
                                        deep_supervision=False)
     try:
-        transfer_weights(network, weights, include_seg_outputs=True, strict=True)
+        transfer_weights(network, weights, mode="encoder+decoder", include_seg_outputs=True, strict=True)
     except TransferRefused as refused:
         raise ScoreError("%s does not fit the restoration network of %s's plans: %s"
                          % (weights, task_name, "; ".join(refused.reasons)))

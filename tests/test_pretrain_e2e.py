@@ -177,6 +177,20 @@ def test_restoration_command_scores_any_checkpoint(pretrained, tmp_path):
         summary = json.load(f)
     assert len(summary["cases"]) == 3 and summary["residual"] is True
 
+    # the command reproduces the trainer's own end-of-training scores: same network, cases and distortions
+    with open(os.path.join(pretrained["pretrain_fold"], "validation_restoration", "summary.json")) as f:
+        trained = json.load(f)
+    same = subprocess.run([stock_command("nnUNet_genesis_restoration"), "-t", pretrained["pretrain_task"],
+                           "--cases", str(len(trained["cases"])), "-o", str(tmp_path / "same"),
+                           "-w", os.path.join(pretrained["pretrain_fold"], "model_final_checkpoint.model")],
+                          env=pretrained["env"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert same.returncode == 0, same.stdout[-3000:]
+    with open(tmp_path / "same" / "summary.json") as f:
+        rescored = json.load(f)
+    assert rescored["cases"] == trained["cases"]
+    for kind, scores in trained["scores"].items():
+        assert rescored["scores"][kind]["network"] == pytest.approx(scores["network"], abs=1e-4), kind
+
     collapsed = subprocess.run(command + ["-w", os.path.join(pretrained["collapsed_fold"],
                                                              "model_final_checkpoint.model"),
                                           "-o", str(tmp_path / "collapsed")],

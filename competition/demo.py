@@ -25,6 +25,7 @@ import time
 
 from competition.pipeline import format_seconds
 from competition.study import NETWORK
+from nnunet_genesis.atomic import atomic_write
 from nnunet_genesis.nnunet_v1 import layout
 from nnunet_genesis.transfer_report import TRANSFER_REPORT_FILE
 
@@ -205,8 +206,9 @@ def run_demo(out_dir="demo_output", scale=1.0, stream=None, seeds=STUDY_SEEDS):
             os.makedirs(os.path.join(prediction_root, DEMO_TASK), exist_ok=True)
             for name in os.listdir(chosen["Genesis"]["predictions"]):
                 if name.endswith(".nii.gz"):
-                    shutil.copyfile(os.path.join(chosen["Genesis"]["predictions"], name),
-                                    os.path.join(prediction_root, DEMO_TASK, name))
+                    source = os.path.join(chosen["Genesis"]["predictions"], name)
+                    atomic_write(os.path.join(prediction_root, DEMO_TASK, name),
+                                 lambda tmp, source=source: shutil.copyfile(source, tmp))
             result = build_submission(prediction_root, decathlon_root, zip_path, tasks=[task], progress=False)
             say(result.format_table())
             say("wrote %s" % zip_path)

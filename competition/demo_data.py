@@ -46,7 +46,6 @@ case) is a deterministic function of ``seed`` and the counts.
 """
 import functools
 import importlib.util
-import json
 import os
 import re
 import shutil
@@ -54,6 +53,8 @@ from dataclasses import dataclass
 from typing import Tuple
 
 import numpy as np
+
+from nnunet_genesis.atomic import atomic_write, write_json_atomic
 
 DEFAULT_TASK_NAME = "Task11_BrainTissueDemo"
 CASE_PREFIX = "brain"
@@ -298,7 +299,7 @@ def _save_nifti(array, affine, path, dtype):
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
     img.header.set_xyzt_units("mm", "sec")
-    nib.save(img, path)
+    atomic_write(path, lambda tmp: nib.save(img, tmp))
 
 
 def _check_arguments(name, num_training, num_test, spacing_mm):
@@ -368,8 +369,7 @@ def write_mni_demo_task(root: str, name: str = DEFAULT_TASK_NAME, num_training: 
         "training": training,
         "test": test,
     }
-    with open(os.path.join(task_dir, "dataset.json"), "w") as f:
-        json.dump(dataset, f, indent=4)
+    write_json_atomic(dataset, os.path.join(task_dir, "dataset.json"))
     return task_dir
 
 

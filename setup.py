@@ -48,10 +48,11 @@ except ImportError:
 setup(
     name="nnunet-genesis",
     version="0.1.0",
-    description="Models Genesis self-supervised pretraining for nnU-Net v1, through nnU-Net's own commands",
+    description="Models Genesis self-supervised pretraining for nnU-Net v1 and v2, through nnU-Net's own commands",
     long_description=open(os.path.join(HERE, "README.md")).read() if os.path.exists(os.path.join(HERE, "README.md")) else "",
     long_description_content_type="text/markdown",
-    packages=["nnunet_genesis", "nnunet_genesis.nnunet_v1", "nnunet_genesis.trainers", "competition",
+    packages=["nnunet_genesis", "nnunet_genesis.nnunet_v1", "nnunet_genesis.nnunet_v2", "nnunet_genesis.trainers",
+              "competition",
               "competition.demo_trainers", "evaluation"],
     python_requires=">=3.9",
     install_requires=[
@@ -72,7 +73,11 @@ setup(
         # nilearn ships the MNI152 template the demo (and its tests) are built from;
         # surface-distance is DeepMind's published NSD, the reference our NSD is tested against.
         "demo": ["nilearn"],
-        "test": ["pytest", "nilearn", "surface-distance"],
+        # nnU-Net v2 beside v1 in one environment (nnunet_genesis/nnunet_v2/); install with the torch
+        # constraint (README: -c torch-cpu-constraint.txt), or its dependency chain replaces torch.
+        "v2": ["nnunetv2==2.8.1"],
+        # pytest-xdist: the README runs the tests on two workers (whole files per worker)
+        "test": ["pytest", "pytest-xdist", "nilearn", "surface-distance", "nnunetv2==2.8.1"],
     },
     cmdclass=cmdclass,
     entry_points={"console_scripts": [

@@ -101,7 +101,7 @@ def make_restore(network):
     return restore
 
 
-def run_recipe(recipe, plans, stage, train_cases, pairs, checkpoints, seed, log):
+def run_recipe(recipe, plans, stage, train_cases, pairs, checkpoints, seed, log, p_inpaint=0.2):
     from nnunet_genesis.transforms import GenesisTransform
     torch.manual_seed(seed)
     network = build_network(plans, stage)
@@ -110,7 +110,7 @@ def run_recipe(recipe, plans, stage, train_cases, pairs, checkpoints, seed, log)
     stage_plans = plans["plans_per_stage"][stage]
     patch_size, batch_size = [int(p) for p in stage_plans["patch_size"]], int(stage_plans["batch_size"])
     optimizer = make_optimizer(recipe, network.parameters())
-    transform = GenesisTransform(seed=seed)
+    transform = GenesisTransform(seed=seed, p_inpaint=p_inpaint)
     rng = np.random.default_rng(seed)
     total = max(checkpoints)
     results, start, losses = {}, time.time(), []
@@ -152,6 +152,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write every score here")
+    parser.add_argument("--p-inpaint", type=float, default=0.2,
+                        help="share of painted patches that are in-painted rather than out-painted during training "
+                             "(published: 0.2); validation patches keep the published mix")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -173,7 +176,8 @@ def main(argv=None):
         everything[task] = {}
         for name in args.recipes:
             everything[task][name] = run_recipe(RECIPES[name], plans, stage, {n: cases[n] for n in train_names},
-                                                pairs, set(args.iterations), args.seed, log)
+                                                pairs, set(args.iterations), args.seed, log,
+                                                p_inpaint=args.p_inpaint)
             if args.json:
                 write_json_atomic(everything, args.json)
 

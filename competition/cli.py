@@ -18,7 +18,7 @@ def submission_main(argv=None):
                     "before anything is written; predictions are never modified.")
     parser.add_argument("-i", "--input", dest="pred_root", required=True, metavar="PRED_ROOT",
                         help="folder with one prediction folder per task, named Task01_BrainTumour or "
-                             "Task001_BrainTumour")
+                             "Task001_BrainTumour (nnU-Net v1) or Dataset001_BrainTumour (v2)")
     parser.add_argument("-d", "--decathlon", dest="decathlon_root", required=True, metavar="DECATHLON_ROOT",
                         help="folder with the original Decathlon task folders (TaskXX_Name/dataset.json, imagesTs/)")
     parser.add_argument("-o", "--output", dest="out_zip", metavar="ZIP",

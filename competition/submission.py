@@ -60,7 +60,10 @@ GEOMETRY_TOLERANCE = GEOMETRY_TOLERANCE_MM
 # What nnUNet_predict leaves in its output folder besides the label maps (see module docstring):
 # plans.pkl (predict.py), prediction_time.txt (predict_simple.py), postprocessing.json (predict.py,
 # when the model folder has one, e.g. after five folds).
-NNUNET_BY_PRODUCT_FILES = ("plans.pkl", "prediction_time.txt", "postprocessing.json")
+# What nnUNet_predict (v1: plans.pkl, ...) and nnUNetv2_predict (plans.json, dataset.json,
+# predict_from_raw_data_args.json; nnunetv2/inference/predict_from_raw_data.py) leave beside the predictions.
+NNUNET_BY_PRODUCT_FILES = ("plans.pkl", "prediction_time.txt", "postprocessing.json",
+                           "plans.json", "dataset.json", "predict_from_raw_data_args.json")
 NNUNET_SOFTMAX_SUFFIXES = (".npz", ".pkl")
 
 
@@ -206,16 +209,17 @@ def read_test_cases(dataset_json: str) -> Tuple[List[str], List[str]]:
 
 
 def find_prediction_folder(pred_root: str, task: MSDTask) -> Tuple[Optional[str], Optional[str]]:
-    """(folder, fault): the task's prediction folder under ``pred_root``, named TaskXX_Name or TaskXXX_Name."""
-    candidates = [os.path.join(pred_root, name) for name in (task.name, task.nnunet_name)]
+    """(folder, fault): the task's prediction folder under ``pred_root``, named as the Decathlon
+    (Task04_Hippocampus), nnU-Net v1 (Task004_Hippocampus) or nnU-Net v2 (Dataset004_Hippocampus) names it."""
+    candidates = [os.path.join(pred_root, name) for name in task.folder_names]
     existing = [path for path in candidates if os.path.lexists(path)]
-    if len(existing) == 2:
-        return None, ("both %s and %s exist; which predictions to submit is ambiguous, keep one"
-                      % (task.name, task.nnunet_name))
+    if len(existing) > 1:
+        return None, ("%s exist; which predictions to submit is ambiguous, keep one"
+                      % " and ".join(os.path.basename(p) for p in existing))
     if not existing:
         return None, ("no prediction folder %s (or %s); a task without predictions scores 0 on the "
                       "leaderboard, select the tasks you submit with --tasks"
-                      % (task.name, task.nnunet_name))
+                      % (task.name, " or ".join(task.folder_names[1:])))
     if not os.path.isdir(existing[0]):
         return None, "%s is not a folder" % existing[0]
     return existing[0], None
@@ -262,7 +266,7 @@ def _plan_task(task: MSDTask, pred_root: str, decathlon_root: str) -> _TaskPlan:
     if folder_fault is not None:
         problem(os.path.join(pred_root, task.name), folder_fault)
         plan.folder_missing = not any(os.path.lexists(os.path.join(pred_root, name))
-                                      for name in (task.name, task.nnunet_name))
+                                      for name in task.folder_names)
 
     task_dir = os.path.join(decathlon_root, task.name)
     dataset_json = os.path.join(task_dir, "dataset.json")

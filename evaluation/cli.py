@@ -16,8 +16,8 @@ def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
                         help="NSD tolerance in mm (default: the Decathlon task's value where one is sourced "
                              "in evaluation/tasks.py, else %g mm)" % DEFAULT_TOLERANCE_MM)
     parser.add_argument("-t", "--task", default=None, metavar="MSD_TASK",
-                        help="Decathlon task (Task07_Pancreas, Task007_Pancreas, Pancreas or 7): gives the "
-                             "labels, their names and the NSD tolerance")
+                        help="Decathlon task (Task07_Pancreas, Task007_Pancreas, Dataset007_Pancreas, Pancreas or 7): "
+                             "gives the labels, their names and the NSD tolerance")
     parser.add_argument("-np", "--num_processes", type=int, default=default_num_processes(),
                         help="worker processes (default: %(default)s)")
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional
 
 from nnunet_genesis.nnunet_v1 import layout
+from nnunet_genesis.nnunet_v2 import layout as v2_layout
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,16 @@ class MSDTask:
     def nnunet_name(self) -> str:
         """The name nnUNet_convert_decathlon_task gives the task (Task01_X -> Task001_X)."""
         return layout.task_name(self.number, self.short_name)
+
+    @property
+    def nnunet_v2_name(self) -> str:
+        """The name nnUNetv2_convert_MSD_dataset gives the task (Task01_X -> Dataset001_X)."""
+        return v2_layout.dataset_name(self.number, self.short_name)
+
+    @property
+    def folder_names(self):
+        """Every name a prediction folder of this task may have: the Decathlon's, nnU-Net v1's, v2's."""
+        return (self.name, self.nnunet_name, self.nnunet_v2_name)
 
 
 MSD_TASKS = {t.name: t for t in [
@@ -52,7 +63,7 @@ def find_msd_task(name_or_number) -> MSDTask:
     short name (BrainTumour) or number (1 / "01" / "001")."""
     key = str(name_or_number)
     for task in MSD_TASKS.values():
-        if key in (task.name, task.nnunet_name, task.short_name) or \
+        if key in task.folder_names + (task.short_name,) or \
                 (key.isdigit() and int(key) == task.number):
             return task
     raise KeyError("%r is not one of the ten Decathlon tasks (%s)" % (name_or_number, ", ".join(MSD_TASKS)))

@@ -1,6 +1,7 @@
 """Reading nnU-Net and Models Genesis checkpoints under torch >= 2.6 (weights-only ``torch.load``).
 
-nnU-Net v1 stores numpy scalars in its checkpoints, which the weights-only unpickler refuses.
+nnU-Net v1 stores numpy scalars in its checkpoints (v2 too, in ``logging`` and ``_best_ema``), which the
+weights-only unpickler refuses.
 :func:`allow_nnunet_checkpoint_globals` allow-lists exactly the numpy data types involved (never
 arbitrary objects: weights-only keeps protecting users from malicious files); the integration hook
 calls it when nnU-Net loads, so stock ``nnUNet_predict``, ``-c`` and ``-val`` work.
@@ -102,9 +103,14 @@ def _strip_wrapper_prefixes(key: str) -> str:
 def load_state_dict_from_checkpoint(source) -> dict[str, torch.Tensor]:
     """The network weights held by ``source``, as ``{key: CPU tensor}`` with wrapper prefixes removed.
 
-    ``source`` may be a path (nnU-Net ``.model`` file, published Models Genesis ``.pt`` file with
-    ``{'epoch', 'state_dict', 'optimizer_state_dict'}``, or a bare saved state dict), an already
-    loaded checkpoint dict or state dict, or an ``nn.Module``.  Files are always read with
+    ``source`` may be a path (nnU-Net v1 ``.model`` file, published Models Genesis ``.pt`` file with
+    ``{'epoch', 'state_dict', 'optimizer_state_dict'}``, nnU-Net v2 ``checkpoint_*.pth`` file with
+    ``{'network_weights', 'optimizer_state', 'grad_scaler_state', 'logging', '_best_ema', 'current_epoch',
+    'init_args', 'trainer_name', 'inference_allowed_mirroring_axes'}`` as nnunetv2's
+    ``nnUNetTrainer.save_checkpoint`` writes it, or a bare saved state dict), an already
+    loaded checkpoint dict or state dict, or an ``nn.Module``.  A v2 state dict keeps its alias keys
+    (``all_modules``, ``decoder.encoder``; :func:`nnunet_genesis.transfer_rules.canonical_keys`), and
+    ``torch.load`` keeps their shared storage.  Files are always read with
     ``torch.load(map_location='cpu')`` in torch's weights-only mode (see
     :func:`allow_nnunet_checkpoint_globals`).  ``module.`` (DataParallel/DDP) and ``_orig_mod.``
     (torch.compile) prefixes are stripped.  Anything else raises :class:`CheckpointError` (or

@@ -98,34 +98,53 @@ def transfer_main(argv=None):
 
 @command("nnUNet_genesis_prepare")
 def prepare_main(argv=None):
-    """nnUNet_genesis_prepare: unlabeled volumes -> pretraining task with the target's plans (see unlabeled.py)."""
+    """nnUNet_genesis_prepare: unlabeled volumes -> pretraining task (v1, see unlabeled.py) or dataset (v2, see
+    nnunet_v2/prepare.py) with the target's plans."""
     from nnunet_genesis.unlabeled import DEFAULT_PLANS_IDENTIFIER, PrepareError, prepare_pretraining_task
     parser = argparse.ArgumentParser(
         prog="nnUNet_genesis_prepare",
-        description="Build TaskMMM_Genesis<Target> from unlabeled volumes and preprocess it with the plans of an "
-                    "already planned target task (same network, patch size, spacing and intensity "
-                    "normalisation, CT statistics from the target's labelled data). Unreadable or non-3D files "
-                    "are skipped and listed in prepare_report.json; finished cases are skipped on a re-run.")
+        description="Build TaskMMM_Genesis<Target> (nnU-Net v1; with --nnunet 2: DatasetMMM_Genesis<Target>) from "
+                    "unlabeled volumes and preprocess it with the plans of an already planned target task (same "
+                    "network, patch size, spacing and intensity normalisation, CT statistics from the target's "
+                    "labelled data). Unreadable or non-3D files are skipped and listed in prepare_report.json; "
+                    "finished cases are skipped on a re-run.")
     parser.add_argument("-t", "--target", required=True,
                         help="target task id or name (planned with nnUNet_plan_and_preprocess), e.g. 3 or "
-                             "Task003_Liver")
+                             "Task003_Liver; with --nnunet 2 a dataset id or name planned with "
+                             "nnUNetv2_plan_and_preprocess, e.g. 4 or Dataset004_Hippocampus")
     parser.add_argument("-i", "--input", nargs="+", required=True, metavar="SOURCE",
                         help="Decathlon task folders (imagesTr without labels, imagesTs), nnU-Net raw task folders, "
                              "plain folders or single files (.nii.gz, .nii, .mhd, .mha, .nrrd); never modified")
     parser.add_argument("-o", "--output_task_id", required=True, type=int,
-                        help="id MMM of the new task TaskMMM_Genesis<TargetName>")
+                        help="id MMM of the new task TaskMMM_Genesis<TargetName> (v2: DatasetMMM_Genesis<TargetName>)")
     parser.add_argument("-np", "--num_processes", type=int, default=2, help="parallel worker processes (default 2)")
     parser.add_argument("--overwrite", action="store_true", help="redo cases that are already prepared")
     parser.add_argument("--channels", type=int, nargs="+", default=None, metavar="I",
                         help="0-based channels to take from every source case, in the target's modality order "
                              "(e.g. '--channels 0' takes T2 from a T2/ADC source)")
-    parser.add_argument("-p", "--plans_identifier", default=DEFAULT_PLANS_IDENTIFIER,
-                        help="plans identifier of the target (default %s)" % DEFAULT_PLANS_IDENTIFIER)
+    parser.add_argument("-p", "--plans_identifier", default=None,
+                        help="plans identifier of the target (default %s; with --nnunet 2 nnUNetPlans, or e.g. "
+                             "nnUNetResEncUNetMPlans)" % DEFAULT_PLANS_IDENTIFIER)
+    parser.add_argument("--nnunet", type=int, choices=[1, 2], default=1,
+                        help="nnU-Net version of the target and of the data written (default 1)")
+    parser.add_argument("-c", "--configuration", default=None,
+                        help="with --nnunet 2: the target's configuration to preprocess with (default 3d_fullres); "
+                             "nnU-Net v1 always prepares 3d_fullres")
     args = parser.parse_args(argv)
+    if args.nnunet == 1 and args.configuration is not None:
+        parser.error("-c/--configuration is for --nnunet 2; nnU-Net v1 prepares the 3d_fullres stage")
     try:
-        prepare_pretraining_task(args.target, args.input, args.output_task_id, num_processes=args.num_processes,
-                                 overwrite=args.overwrite, channels=args.channels,
-                                 plans_identifier=args.plans_identifier)
+        if args.nnunet == 2:
+            from nnunet_genesis.nnunet_v2 import prepare as prepare_v2
+            prepare_v2.prepare_pretraining_dataset(
+                args.target, args.input, args.output_task_id, num_processes=args.num_processes,
+                overwrite=args.overwrite, channels=args.channels,
+                plans_identifier=args.plans_identifier or prepare_v2.DEFAULT_PLANS_IDENTIFIER,
+                configuration=args.configuration or prepare_v2.DEFAULT_CONFIGURATION)
+        else:
+            prepare_pretraining_task(args.target, args.input, args.output_task_id, num_processes=args.num_processes,
+                                     overwrite=args.overwrite, channels=args.channels,
+                                     plans_identifier=args.plans_identifier or DEFAULT_PLANS_IDENTIFIER)
     except PrepareError as err:
         print("nnUNet_genesis_prepare: error: %s" % err, file=sys.stderr)
         return 1

@@ -16,8 +16,24 @@ of them after the warm-up.
 """
 from typing import Dict, Iterable, List, Sequence
 
+from nnunet_genesis.transfer_report import DEFAULT_MODE
+
 
 FRESH, TRANSFERRED = "fresh", "transferred"
+
+
+class FineTuneSettings:
+    """What a fine-tuning variant may change, as class attributes: the defaults of the v1
+    (``nnUNetTrainerV2_Genesis``) and v2 (``nnUNetTrainer_Genesis``) trainers alike."""
+    genesis_transfer_mode = DEFAULT_MODE       # "encoder"; or "encoder+decoder"
+    genesis_min_encoder_fraction = 0.5         # below this the transfer is refused ...
+    genesis_allow_partial = False              # ... unless this is True
+    genesis_strict = False                     # True: refuse anything not transferred
+    # 10 of nnU-Net's 1000 epochs (2,500 iterations): ample for 1x1x1 heads to settle, 1 % of the budget.
+    genesis_warmup_epochs = 10
+    genesis_warmup_lr_scale = 0.0              # 0: transferred parameters frozen during the warm-up
+    genesis_warmup_shape = "constant"          # or "linear": ramp from genesis_warmup_lr_scale to the rate after
+    genesis_transferred_lr_scale = 1.0         # after the warm-up: transferred parameters at this x the rate
 
 
 def warmup_lr_scale(epoch: int, warmup_epochs: int, scale_during_warmup: float, shape: str = "constant",
@@ -65,3 +81,36 @@ def transferred_names_from_optimizer_state(optimizer_state_dict) -> List[str]:
         if group.get("genesis_role") == TRANSFERRED:
             return list(group.get("genesis_param_names", []))
     return []
+
+
+def transfer_for_training(network, fname: str, output_folder: str, mode: str, min_encoder_fraction: float,
+                          allow_partial: bool, strict: bool, log):
+    """What a fine-tuning trainer (v1 and v2 alike) does with ``-pretrained_weights fname``: the adaptive
+    transfer into ``network`` (:func:`nnunet_genesis.transfer.transfer_weights`), the report saved as
+    ``TRANSFER_REPORT_FILE`` in ``output_folder`` (also when refused) and ``log``-ged, one ``REFUSED`` line
+    before :class:`~nnunet_genesis.transfer_report.TransferRefused` propagates. Returns (report, the names
+    of the transferred parameters in ``network.named_parameters()`` order)."""
+    import os
+    from nnunet_genesis.atomic import make_dirs
+    from nnunet_genesis.transfer import TransferRefused, transfer_weights
+    from nnunet_genesis.transfer_report import TRANSFER_REPORT_FILE
+    make_dirs(output_folder)
+    report_file = os.path.join(output_folder, TRANSFER_REPORT_FILE)
+    try:
+        report = transfer_weights(network, fname, mode=mode, min_encoder_fraction=min_encoder_fraction,
+                                  allow_partial=allow_partial, strict=strict)
+    except TransferRefused as refused:
+        refused.report.save_json(report_file)
+        log("Pretrained weights %s REFUSED: %s (report: %s)"
+            % (fname, "; ".join(refused.reasons) or "transfer refused", report_file))
+        raise
+    report.save_json(report_file)
+    log("Pretrained weights: %s (report: %s)\n%s" % (fname, report_file, report.format()))
+    fresh = set(report.fresh_parameter_names())
+    return report, [n for n, _ in network.named_parameters() if n not in fresh]
+
+
+def warmup_description(warmup_epochs: int, shape: str, warmup_lr_scale_: float, transferred_lr_scale: float) -> str:
+    """The log line that states the warm-up a fine-tuning run follows."""
+    return ("Warm-up: %d epochs (%s) with transferred parameters from %g x the learning rate, then %g x"
+            % (warmup_epochs, shape, warmup_lr_scale_, transferred_lr_scale))

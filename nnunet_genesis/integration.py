@@ -1,4 +1,4 @@
-"""How the stock nnU-Net v1 commands find our trainers and load checkpoints under torch >= 2.6.
+"""How the stock nnU-Net v1 and v2 commands find our trainers and load checkpoints under torch >= 2.6.
 
 Mechanism
 ---------
@@ -26,6 +26,36 @@ the nnU-Net modules below, the finder lets the module load normally and then pat
 
 ``nnUNet_find_best_configuration``, ``nnUNet_ensemble`` and ``nnUNet_determine_postprocessing``
 work on trainer *names* and output folders only, so they accept our trainers with no patch.
+
+nnU-Net v2 (``nnunetv2``, installed beside v1 or alone) gets the same two services:
+
+``nnunetv2.utilities.find_objects``
+    ``recursive_find_trainer_class_by_name`` (used by ``nnUNetv2_train``, ``nnUNetv2_predict`` and
+    ``nnUNetv2_predict_from_modelfolder``; ``run_training.py`` and ``predict_from_raw_data.py``
+    bind it with ``from ... import`` only after this module has run, so they get the patched
+    function) looks a trainer name up in this order:
+
+    1. our v2 trainers (``nnunet_genesis.nnunet_v2.trainers``);
+    2. the folders of ``nnUNet_extTrainer`` (:func:`find_ext_trainer`, as for v1); a class of that
+       name that is not a v2 ``nnUNetTrainer`` (e.g. a v1 trainer in a folder shared by both) is
+       passed over;
+    3. the stock search (nnU-Net's own package, then stock v2's own walk of ``nnUNet_extTrainer``).
+
+    This differs from stock v2, which searches its own package *first*. The stock search imports
+    every module under ``nnunetv2/training/nnUNetTrainer`` until it finds the name, among them
+    ``primus`` (which needs ``timm`` and through it ``torchvision``): wherever that import chain is
+    broken (e.g. a CPU-only torch with a mismatched torchvision), every trainer that is not in
+    nnU-Net's first module crashes the stock search before the external folders are reached.
+    Searching ours and the external folders first means neither ever depends on those imports; a
+    stock trainer name (``nnUNetTrainer``, its variants) is still resolved by nnU-Net itself. A user
+    trainer that deliberately *shadows* an nnU-Net trainer name now wins over nnU-Net's class, and
+    a file in those folders that fails to import is an error naming it for any trainer name.
+``nnunetv2.run.load_pretrained_weights``
+    ``nnUNetv2_train -pretrained_weights`` is routed, as for v1, to the adaptive transfer of the
+    trainer that built the network (our v2 fine-tuning trainer registers itself in
+    ``pretrained_weights_handlers``); for any other trainer the stock loader runs unchanged except
+    that tensors are mapped to the CPU first (v2's loader, too, calls ``torch.load`` without
+    ``map_location`` outside DDP).
 
 Nothing in nnU-Net's files is edited. To disable the mechanism for one process set
 ``NNUNET_GENESIS_DISABLE_HOOK=1``; to remove it, ``pip uninstall nnunet-genesis``.
@@ -163,12 +193,43 @@ def _patch_load_pretrained_weights(module):
 
 
 # --------------------------------------------------------------------------------------------
+# nnU-Net v2
+# --------------------------------------------------------------------------------------------
+def find_genesis_v2_trainer(trainer_name):
+    """Our v2 trainers first, then the user's ``nnUNet_extTrainer`` folders; None when neither has a
+    v2 trainer (an ``nnunetv2`` ``nnUNetTrainer`` subclass) of that name."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    import nnunet_genesis.nnunet_v2.trainers as ours
+    found = getattr(ours, trainer_name, None) if trainer_name in ours.__all__ else None  # not its imports
+    if found is None:
+        found = find_ext_trainer(trainer_name)
+    return found if isinstance(found, type) and issubclass(found, nnUNetTrainer) else None
+
+
+def _patch_v2_find_objects(module):
+    stock_find = module.recursive_find_trainer_class_by_name
+    if getattr(stock_find, "_nnunet_genesis", False):
+        return
+
+    def recursive_find_trainer_class_by_name(trainer_name):
+        # Order and why it differs from stock v2: module docstring.
+        found = find_genesis_v2_trainer(trainer_name)
+        return found if found is not None else stock_find(trainer_name)
+
+    recursive_find_trainer_class_by_name._nnunet_genesis = True
+    recursive_find_trainer_class_by_name.__doc__ = stock_find.__doc__
+    module.recursive_find_trainer_class_by_name = recursive_find_trainer_class_by_name
+
+
+# --------------------------------------------------------------------------------------------
 # The post-import hook
 # --------------------------------------------------------------------------------------------
 PATCHES = {
     "nnunet.training.network_training.network_trainer": _patch_network_trainer,
     "nnunet.training.model_restore": _patch_model_restore,
     "nnunet.run.load_pretrained_weights": _patch_load_pretrained_weights,
+    "nnunetv2.utilities.find_objects": _patch_v2_find_objects,
+    "nnunetv2.run.load_pretrained_weights": _patch_load_pretrained_weights,
 }
 
 

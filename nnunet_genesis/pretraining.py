@@ -245,3 +245,60 @@ def restoration_report(network, cases: Dict[str, np.ndarray], patch_size, make_g
     summary.update(extra or {})
     write_json_atomic(summary, os.path.join(output_folder, "summary.json"))
     return summary
+
+
+# ------------------------------------------------------------------------------------------------
+# What a pretraining trainer (v1 and v2 alike) writes while it trains
+# ------------------------------------------------------------------------------------------------
+HISTORY_FILE = "restoration_history.json"
+PROGRESS_PLOT = "restoration_progress.png"
+PREVIEW_FILE = "restoration_preview.png"
+
+
+def load_restoration_history(output_folder: str, before_epoch: int) -> list:
+    """The entries of ``HISTORY_FILE`` in ``output_folder`` for epochs before ``before_epoch`` (a resumed
+    training, ``-c``, keeps its history; epochs it redoes are scored again); [] without the file."""
+    import json
+    path = os.path.join(output_folder, HISTORY_FILE)
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return [h for h in json.load(f) if h["epoch"] < before_epoch]
+
+
+def record_restoration(pairs, network, history: list, epoch: int, iterations_done: int, min_iterations: int,
+                       output_folder: str, title: str, log) -> Dict:
+    """Score ``network`` per distortion on the fixed ``pairs`` (:func:`validation_pairs`), append the entry
+    ``{"epoch", "scores", "collapse"}`` to ``history``, ``log`` the table (and a collapse warning, judged from
+    ``min_iterations`` training iterations on), and write ``HISTORY_FILE`` and ``PROGRESS_PLOT`` into
+    ``output_folder``. Returns the entry."""
+    from nnunet_genesis.atomic import write_json_atomic
+    from nnunet_genesis.restoration import collapse_reasons, collapse_warning, format_scores, plot_history, score_pairs
+    scores = score_pairs(pairs, restore=lambda d: restore_patch(network, d))
+    reasons = collapse_reasons(scores, iterations_done, min_iterations)
+    entry = {"epoch": int(epoch), "scores": scores, "collapse": reasons}
+    history.append(entry)
+    log("restoration per distortion (R^2 on %d validation patches):\n%s"
+        % (len(next(iter(pairs.values()), [])), format_scores(scores)))
+    if reasons:
+        log(collapse_warning(reasons))
+    write_json_atomic(history, os.path.join(output_folder, HISTORY_FILE))
+    plot_history(history, os.path.join(output_folder, PROGRESS_PLOT), title=title)
+    return entry
+
+
+def write_restoration_preview(cases: Dict[str, np.ndarray], patch_size, make_genesis_transform, network,
+                              output_folder: str, epoch: int) -> Optional[str]:
+    """``PREVIEW_FILE`` (original / distorted / restored) of the central patch of the first of ``cases``
+    (a fixed distortion, seed 2024, so that previews of successive epochs compare); its path, or None
+    without cases."""
+    from nnunet_genesis.previews import save_preview_grid
+    if not cases:
+        return None
+    name, volume = next(iter(cases.items()))
+    batch = make_genesis_transform(2024)(data=central_patch(volume, patch_size)[None].copy())
+    restored = restore_patch(network, batch["data"][0])
+    path = os.path.join(output_folder, PREVIEW_FILE)
+    save_preview_grid({"original": batch["target"][0], "distorted": batch["data"][0], "restored": restored},
+                      path, title="%s, epoch %d" % (name, epoch))
+    return path

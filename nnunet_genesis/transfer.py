@@ -1,4 +1,4 @@
-"""Adaptive transfer of pretrained Generic_UNet weights into the network nnU-Net v1 plans for a target task.
+"""Adaptive transfer of pretrained U-Net weights into the network nnU-Net (v1 or v2) plans for a target task.
 
 nnU-Net's own ``load_pretrained_weights`` is all-or-nothing: one differing shape anywhere in the
 convolution blocks and it refuses.  A Models Genesis checkpoint pretrained on single-channel CT
@@ -18,6 +18,13 @@ The parts, each in a module of its own:
 * :mod:`nnunet_genesis.nnunet_v1.network`: the network nnU-Net builds from a plans file.
 
 Every name this module exported before the split is still importable from it.
+
+nnU-Net v2 (``PlainConvUNet``, ``ResidualEncoderUNet`` of dynamic_network_architectures) works on either side:
+a v1 Generic_UNet or Models Genesis checkpoint into a v2 network, v2 into v2, v2 into v1.  Roles and the
+v1 <-> v2 key table live in :mod:`nnunet_genesis.transfer_rules`.  A v2 state dict holds some tensors under
+two keys (aliases, :func:`~nnunet_genesis.transfer_rules.canonical_keys`): the report has one entry per
+tensor, under its canonical key, and lists the aliases in ``report.aliases``; every alias key is loaded with
+its tensor, so ``load_state_dict`` sees every key.
 """
 from __future__ import annotations
 
@@ -34,7 +41,7 @@ from nnunet_genesis.nnunet_v1.network import build_generic_unet, build_network_f
 from nnunet_genesis.transfer_report import (DEFAULT_MODE, MODES, PARTS, STATUSES, TRANSFERRED,  # noqa: F401
                                             TransferEntry, TransferRefused, TransferReport, check_transfer_accepted)
 from nnunet_genesis.transfer_rules import (_Role, _adapt, _assign_roles, adapt_conv_kernel,  # noqa: F401
-                                           adapt_input_channels, adapt_transposed_conv_kernel)
+                                           adapt_input_channels, adapt_transposed_conv_kernel, canonical_keys)
 
 __all__ = [
     "CheckpointError",
@@ -62,10 +69,10 @@ __all__ = [
 def _flow_order(role: _Role) -> tuple:
     """Sort key: encoder by increasing level, decoder by decreasing level (upsampling first), heads, others."""
     rank = {"context": 0, "tu": 1, "localization": 1, "seg_outputs": 2}.get(role.component, 3)
-    module, _, name = role.leaf.rpartition(".")
+    module, _, name = (role.name or role.leaf).rpartition(".")
     leaf = (module, {"weight": 0, "bias": 1}.get(name, 2), name)  # conv.weight, conv.bias, instnorm.weight, ...
-    if rank == 0:
-        return rank, role.level, role.conv, leaf
+    if rank == 0:  # a v2 ResEnc's stem (convolution 0) before its residual blocks
+        return rank, role.level, role.unit != "convolution", role.conv, leaf
     if rank in (1, 2):
         return rank, -role.level, role.component != "tu", role.conv, leaf
     return rank, 0, 0, leaf
@@ -80,10 +87,15 @@ def plan_transfer(target_state_dict: Mapping[str, torch.Tensor], source_state_di
     device) for every ``loaded``/``adapted`` entry.  Matching and adaptation rules: module docstring.
     ``mode`` is ``"encoder"`` (default, :data:`DEFAULT_MODE`) or ``"encoder+decoder"`` (the whole
     U-Net, as the published Models Genesis fine-tuning); ``seg_outputs`` only with ``include_seg_outputs=True``.
+    Aliases (v2): source aliases are dropped before matching; a target alias gets no entry of its own
+    (fractions count each tensor once) but is in ``updates`` with its tensor and in ``report.aliases``.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     source_state_dict = {_strip_wrapper_prefixes(k): v for k, v in source_state_dict.items()}
+    source_canonical = canonical_keys(source_state_dict)
+    source_state_dict = {k: v for k, v in source_state_dict.items() if source_canonical[k] == k}
+    aliases = {k: c for k, c in canonical_keys(target_state_dict).items() if k != c}
     target_roles = _assign_roles(target_state_dict)
     source_roles = _assign_roles(source_state_dict)
     source_by_role = {role: key for key, role in source_roles.items()}
@@ -95,6 +107,8 @@ def plan_transfer(target_state_dict: Mapping[str, torch.Tensor], source_state_di
     entries: list[TransferEntry] = []
     consumed: dict[str, str] = {}  # source key -> what became of it, when not transferred
     for key, target in target_state_dict.items():
+        if key in aliases:
+            continue
         role = target_roles[key]
         target_shape = tuple(target.shape)
         source_key = source_by_role.get(role)
@@ -127,6 +141,7 @@ def plan_transfer(target_state_dict: Mapping[str, torch.Tensor], source_state_di
     updates = {key: value.detach().to(device=target_state_dict[key].device, dtype=target_state_dict[key].dtype,
                                       copy=True)
                for key, value in updates.items()}
+    updates.update({alias: updates[key] for alias, key in aliases.items() if key in updates})
     matched = {e.source_key for e in entries if e.source_key is not None}
     unused = {}
     for key, role in source_roles.items():
@@ -138,14 +153,15 @@ def plan_transfer(target_state_dict: Mapping[str, torch.Tensor], source_state_di
     entries.sort(key=lambda e: _flow_order(target_roles[e.key]))
     unused = dict(sorted(unused.items(), key=lambda item: _flow_order(source_roles[item[0]])))
     report = TransferReport(entries=entries, unused_source_keys=unused, mode=mode,
-                            include_seg_outputs=include_seg_outputs, source=source_name)
+                            include_seg_outputs=include_seg_outputs, source=source_name, aliases=aliases)
     return updates, report
 
 
 def transfer_weights(network: nn.Module, source, mode: str = DEFAULT_MODE, include_seg_outputs: bool = False,
                      min_encoder_fraction: float = 0.5, allow_partial: bool = False,
                      strict: bool = False) -> TransferReport:
-    """Load what ``source`` offers into ``network`` (a Generic_UNet) by the rules of the module docstring.
+    """Load what ``source`` offers into ``network`` (a Generic_UNet or an nnU-Net v2 PlainConvUNet /
+    ResidualEncoderUNet) by the rules of the module docstring.
 
     ``source``: checkpoint path, loaded checkpoint or state dict, or module
     (:func:`load_state_dict_from_checkpoint`).  Refuses -- raising :class:`TransferRefused` and
@@ -159,6 +175,8 @@ def transfer_weights(network: nn.Module, source, mode: str = DEFAULT_MODE, inclu
         raise ValueError(f"min_encoder_fraction must lie in [0, 1], got {min_encoder_fraction}")
     if isinstance(network, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         network = network.module
+    if isinstance(getattr(network, "_orig_mod", None), nn.Module):  # torch.compile (nnU-Net v2 compiles)
+        network = network._orig_mod
     source_name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<in-memory checkpoint>"
     source_state_dict = load_state_dict_from_checkpoint(source)
     target_state_dict = network.state_dict()

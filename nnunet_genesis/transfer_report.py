@@ -63,12 +63,18 @@ class TransferReport:
     Fractions are over the numel of the target's state-dict tensors of a part (for Generic_UNet with
     InstanceNorm these are exactly its parameters); ``encoder_fraction`` counts ``conv_blocks_context``,
     ``decoder_fraction`` counts ``tu`` and ``conv_blocks_localization``.  An empty part has fraction 0.
+    nnU-Net v2: ``encoder.*`` (stem included), resp. ``decoder.transpconvs`` and ``decoder.stages``.  A v2
+    state dict holds some tensors under several keys (``<m>.all_modules.N``, ``decoder.encoder.*``;
+    :func:`nnunet_genesis.transfer_rules.canonical_keys`): ``entries`` has one entry per tensor, under its
+    canonical key, so every fraction counts each parameter once; ``aliases`` maps each other key to that
+    canonical key (loaded with it; empty for Generic_UNet).
     """
     entries: list[TransferEntry]
     unused_source_keys: dict[str, str]  # source key -> why it went nowhere
     mode: str = DEFAULT_MODE
     include_seg_outputs: bool = False
     source: str = "<in-memory checkpoint>"
+    aliases: dict[str, str] = dataclasses.field(default_factory=dict)  # alias key -> canonical key (v2)
 
     # -- numbers -------------------------------------------------------------------------------
     def numel(self, part: str, transferred_only: bool = False) -> int:
@@ -106,16 +112,22 @@ class TransferReport:
         """Target tensor names NOT transferred (skipped, not_in_source, excluded), in state-dict order.
 
         These keep their fresh initialisation; a warm-up phase trains only these.  Intersect with
-        ``network.named_parameters()`` if the state dict also holds buffers.
+        ``network.named_parameters()`` if the state dict also holds buffers.  Aliases of a fresh tensor
+        (v2) follow at the end, so the list holds every state-dict name of it.
         """
-        return [e.key for e in self.entries if not e.transferred]
+        fresh = [e.key for e in self.entries if not e.transferred]
+        if self.aliases:
+            names = set(fresh)
+            fresh += [alias for alias, key in self.aliases.items() if key in names]
+        return fresh
 
     def refusal_reasons(self, min_encoder_fraction: float = 0.5, allow_partial: bool = False,
                         strict: bool = False) -> list[str]:
         """Why this transfer must not be used under the given policy (empty list: accepted)."""
         reasons = []
         if self.numel("encoder") == 0:
-            reasons.append("the target has no encoder (conv_blocks_context) tensors: not a Generic_UNet")
+            reasons.append("the target has no encoder (conv_blocks_context) tensors: not a Generic_UNet"
+                           " (nor an nnU-Net v2 PlainConvUNet / ResidualEncoderUNet)")
         elif not allow_partial and self.encoder_fraction < min_encoder_fraction:
             reasons.append(
                 f"only {_percent(self.numel('encoder', True), self.numel('encoder'))} of the encoder's parameters "
@@ -170,6 +182,9 @@ class TransferReport:
                 lines.append(f"  {key}: {why}")
             if len(self.unused_source_keys) > max_unused:
                 lines.append(f"  ... and {len(self.unused_source_keys) - max_unused} more")
+        if self.aliases:
+            lines.append(f"{len(self.aliases)} alias keys (the same tensor under a second name, e.g. "
+                         f"{next(iter(self.aliases))} = {next(iter(self.aliases.values()))}) follow their tensor")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -191,13 +206,15 @@ class TransferReport:
             "fresh_parameter_names": self.fresh_parameter_names(),
             "entries": [dataclasses.asdict(e) for e in self.entries],
             "unused_source_keys": dict(self.unused_source_keys),
+            **({"aliases": dict(self.aliases)} if self.aliases else {}),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "TransferReport":
         return cls(entries=[TransferEntry(**entry) for entry in data["entries"]],
                    unused_source_keys=dict(data["unused_source_keys"]), mode=data["mode"],
-                   include_seg_outputs=bool(data["include_seg_outputs"]), source=data["source"])
+                   include_seg_outputs=bool(data["include_seg_outputs"]), source=data["source"],
+                   aliases=dict(data.get("aliases", {})))
 
     def save_json(self, path) -> None:
         from nnunet_genesis.atomic import write_json_atomic

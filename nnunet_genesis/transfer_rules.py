@@ -1,4 +1,4 @@
-"""What each tensor of a Generic_UNet does, and the rules that adapt a pretrained tensor to another shape.
+"""What each tensor of a U-Net (nnU-Net v1 or v2) does, and the rules that adapt a pretrained tensor to another shape.
 
 The vocabulary of the transfer in :mod:`nnunet_genesis.transfer`: which source tensor corresponds to which
 target tensor (by role and resolution level, never by key), and how a matched tensor of another shape is
@@ -28,6 +28,37 @@ key.  Level 0 is full resolution; level ``l`` is reached after ``l`` pooling ste
   when ``include_seg_outputs=True``: the pretext task's output classes (Models Genesis restores the
   image) have nothing to do with the target's labels.
 * Any other tensor (part ``other``; Generic_UNet has none) is matched by identical key.
+
+nnU-Net v1 and v2: one vocabulary (the only place that knows both namings)
+----------------------------------------------------------------------------
+v2 networks (dynamic_network_architectures 0.4.x, followed: ``architectures/unet.py`` (PlainConvUNet,
+ResidualEncoderUNet), ``building_blocks/plain_conv_encoder.py``, ``building_blocks/residual_encoders.py``,
+``building_blocks/residual.py``, ``building_blocks/unet_decoder.py``, ``building_blocks/simple_conv_blocks.py``)
+get the same roles as Generic_UNet, so v1 -> v2, v2 -> v2 and v2 -> v1 transfers use the rules below
+unchanged.  ``S`` stage, ``c`` convolution, ``u`` decoder index (0 = deepest), ``P`` pooling steps::
+
+    role (level, conv)         nnU-Net v1 Generic_UNet                 nnU-Net v2 (PlainConvUNet / ResidualEncoderUNet)
+    encoder S, conv c          conv_blocks_context.S.blocks.c.*        encoder.stages.S.[i.]convs.c.*     (i: pool module)
+      bottleneck (S = P)       conv_blocks_context.P.c.blocks.0.*      encoder.stages.P.[i.]convs.c.*
+      stem = encoder 0, conv 0   -                                     encoder.stem.convs.0.*                   (ResEnc)
+      encoder S, block b         -                                     encoder.stages.S.[i.]blocks.b.<conv1|conv2|conv3|skip.N>.*
+    decoder P-1-u, conv c      conv_blocks_localization.u.c.blocks.0.* decoder.stages.u.convs.c.*
+    upsampling P-1-u           tu.u.weight                             decoder.transpconvs.u.weight, .bias
+    seg_outputs P-1-u          seg_outputs.u.weight                    decoder.seg_layers.u.weight, .bias
+    leaf names                 conv.*, instnorm.*, lrelu.*             conv.*, norm.*, nonlin.*
+    aliases (same tensor)        -                                     <m>.all_modules.0.* = <m>.conv.*
+                                                                       <m>.all_modules.N.* = <m>.norm.* (N >= 1;
+                                                                         the nonlin.* one if that holds the tensor)
+                                                                       decoder.encoder.* = encoder.*
+
+Leaves are compared under the v2 names (``instnorm`` -> ``norm``, ``lrelu`` -> ``nonlin``); reports keep each
+network's own spelling.  A residual block is a unit of its own (role "block b", leaves ``conv1.conv.weight``,
+``skip.norm.bias``; ``skip.N`` -> ``skip``, N depends on whether the block pools), so it matches residual
+blocks only: its convolutions compute a residual, not what a plain convolution at that place computes.
+Aliases: a v2 state dict holds some tensors twice (``ConvDropoutNormReLU`` registers its conv and norm
+both by name and inside ``all_modules``; ``UNetDecoder`` keeps the encoder as ``decoder.encoder``).
+:func:`canonical_keys` names each tensor once, by the key ``named_parameters()`` reports (the first one
+registered); :func:`_assign_roles` gives an alias its tensor's role.
 
 
 -----------------------------------------------------------------
@@ -101,34 +132,107 @@ _KEY_PATTERNS = (
     ("tu", re.compile(r"^tu\.(\d+)\.(.+)$")),
     ("seg_outputs", re.compile(r"^seg_outputs\.(\d+)\.(.+)$")),
 )
+_V2_KEY_PATTERNS = (
+    # nnU-Net v2 (table in the module docstring): (component, unit, regex); groups: stage, number, leaf
+    ("context", "convolution", re.compile(r"^encoder\.stem()\.convs\.(\d+)\.(.+)$")),
+    ("context", "convolution", re.compile(r"^encoder\.stages\.(\d+)\.(?:\d+\.)?convs\.(\d+)\.(.+)$")),
+    ("context", "block", re.compile(r"^encoder\.stages\.(\d+)\.(?:\d+\.)?blocks\.(\d+)\.(.+)$")),
+    ("localization", "convolution", re.compile(r"^decoder\.stages\.(\d+)\.convs\.(\d+)\.(.+)$")),
+    ("tu", "convolution", re.compile(r"^decoder\.transpconvs\.(\d+)()\.(.+)$")),
+    ("seg_outputs", "convolution", re.compile(r"^decoder\.seg_layers\.(\d+)()\.(.+)$")),
+)
+_LEAF_NAMES = {"instnorm": "norm", "lrelu": "nonlin"}  # v1 module name -> the v2 name leaves are compared by
+_ALL_MODULES = re.compile(r"^(.+)\.all_modules\.(\d+)\.([^.]+)$")
 _PART_OF_COMPONENT = {"context": "encoder", "localization": "decoder", "tu": "decoder", "seg_outputs": "seg_outputs"}
 
 
 @dataclasses.dataclass(frozen=True)
 class _Role:
-    """What a tensor does: component, resolution level, convolution number inside the stage, leaf name."""
+    """What a tensor does: component, resolution level, number of the convolution (or residual block) inside
+    the stage, leaf name (compared under the v2 names); ``name``: the leaf as the network spells it (reports)."""
     component: str  # context | localization | tu | seg_outputs | other
     level: int
     conv: int
     leaf: str
+    unit: str = "convolution"  # convolution | block (a residual block of a v2 ResidualEncoder)
+    name: str = dataclasses.field(default="", compare=False)
 
     @property
     def part(self) -> str:
         return _PART_OF_COMPONENT.get(self.component, "other")
 
     def describe(self) -> str:
+        leaf = self.name or self.leaf
         if self.component == "other":
-            return f"tensor {self.leaf!r}"
+            return f"tensor {leaf!r}"
         what = {"context": "encoder", "localization": "decoder", "tu": "upsampling (tu)",
                 "seg_outputs": "seg_outputs"}[self.component]
-        conv = f" convolution {self.conv}" if self.component in ("context", "localization") else ""
-        return f"{what} level {self.level}{conv} {self.leaf}"
+        conv = f" {self.unit} {self.conv}" if self.component in ("context", "localization") else ""
+        return f"{what} level {self.level}{conv} {leaf}"
+
+
+def _same_tensor(a: torch.Tensor, b: torch.Tensor) -> bool:
+    try:
+        return (a.numel() > 0 and a.device == b.device and a.shape == b.shape and a.stride() == b.stride()
+                and a.data_ptr() == b.data_ptr())
+    except (RuntimeError, NotImplementedError):  # tensors without storage (meta, some wrappers)
+        return False
+
+
+def canonical_keys(state_dict: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """``{key: canonical key}`` for every key: the name under which the report lists the key's tensor.
+
+    The one place where v2's aliases are resolved (table in the module docstring): ``decoder.encoder.X``
+    is ``encoder.X``; ``<m>.all_modules.N.p`` is ``<m>.conv.p`` / ``<m>.norm.p`` / ``<m>.nonlin.p``, the
+    one holding the same tensor (same storage), else ``conv`` for N = 0 and the only other candidate
+    for N >= 1 (a state dict whose copies were made separately).  The canonical key is the name
+    ``named_parameters()`` reports, since the named modules are registered first.  Any other key
+    (all of Generic_UNet's) is its own canonical key.
+    """
+    keys = set(state_dict)
+    canonical = {}
+    for key in state_dict:
+        name = key
+        if name.startswith("decoder.encoder.") and name[len("decoder."):] in keys:
+            name = name[len("decoder."):]
+        match = _ALL_MODULES.match(name)
+        if match:
+            module, index, leaf = match.group(1), int(match.group(2)), match.group(3)
+            candidates = [f"{module}.{child}.{leaf}" for child in ("conv", "norm", "nonlin")
+                          if f"{module}.{child}.{leaf}" in keys]
+            shared = [c for c in candidates if _same_tensor(state_dict[c], state_dict[key])]
+            others = [c for c in candidates if not c.startswith(module + ".conv.")]
+            if len(shared) == 1:
+                name = shared[0]
+            elif index == 0 and f"{module}.conv.{leaf}" in keys:
+                name = f"{module}.conv.{leaf}"
+            elif index > 0 and len(others) == 1:
+                name = others[0]
+        canonical[key] = name
+    return canonical
+
+
+def _parse_v2(key: str):
+    """``(component, unit, stage, number, leaf as spelled, leaf compared)`` of a v2 key, or None."""
+    for component, unit, pattern in _V2_KEY_PATTERNS:
+        match = pattern.match(key)
+        if match:
+            stage, number, leaf = match.groups()
+            compared = re.sub(r"^skip\.\d+\.", "skip.", leaf) if unit == "block" else leaf
+            return component, unit, int(stage or 0), int(number or 0), leaf, compared
+    return None
 
 
 def _assign_roles(state_dict: Mapping[str, torch.Tensor]) -> dict[str, _Role]:
-    """Role of every key of a Generic_UNet-like state dict (see the module docstring for levels)."""
+    """Role of every key of a Generic_UNet or nnU-Net v2 U-Net state dict (module docstring: levels, v2 keys).
+
+    An alias (:func:`canonical_keys`) gets the role of its tensor's canonical key.
+    """
+    canonical = canonical_keys(state_dict)
     parsed = {}
     for key in state_dict:
+        if canonical[key] != key:
+            continue
         for component, pattern in _KEY_PATTERNS:
             match = pattern.match(key)
             if match:
@@ -136,11 +240,16 @@ def _assign_roles(state_dict: Mapping[str, torch.Tensor]) -> dict[str, _Role]:
                 stage, leaf, numbers = int(groups[0]), groups[-1], [int(g) for g in groups[1:-1]]
                 # plain stages have no group number (group 0); tu and seg_outputs are one block each
                 group, block = {2: numbers, 1: [0] + numbers, 0: [0, 0]}[len(numbers)]
-                parsed[key] = (component, stage, group, block, leaf)
+                parsed[key] = (component, stage, group, block, leaf, "convolution", leaf)
                 break
+        else:
+            v2 = _parse_v2(key)
+            if v2 is not None:
+                component, unit, stage, number, leaf, compared = v2
+                parsed[key] = (component, stage, 0, number, leaf, unit, compared)
     # Convolutions per (component, stage, group), to number convolutions across the groups of a stage.
     blocks_in_group: dict[tuple, int] = {}
-    for component, stage, group, block, _ in parsed.values():
+    for component, stage, group, block, *_ in parsed.values():
         slot = (component, stage, group)
         blocks_in_group[slot] = max(blocks_in_group.get(slot, 0), block + 1)
     context_stages = [p[1] for p in parsed.values() if p[0] == "context"]
@@ -151,14 +260,18 @@ def _assign_roles(state_dict: Mapping[str, torch.Tensor]) -> dict[str, _Role]:
         num_pool = max(decoder_stages) + 1 if decoder_stages else 0
     roles = {}
     for key in state_dict:
-        if key not in parsed:
-            roles[key] = _Role("other", -1, -1, key)
+        if canonical[key] != key:
             continue
-        component, stage, group, block, leaf = parsed[key]
+        if key not in parsed:
+            roles[key] = _Role("other", -1, -1, key, name=key)
+            continue
+        component, stage, group, block, leaf, unit, compared = parsed[key]
         level = stage if component == "context" else num_pool - 1 - stage
         conv = sum(blocks_in_group.get((component, stage, g), 0) for g in range(group)) + block
-        roles[key] = _Role(component, level, conv, leaf)
-    return roles
+        module, dot, rest = compared.partition(".")
+        compared = _LEAF_NAMES.get(module, module) + dot + rest
+        roles[key] = _Role(component, level, conv, compared, unit, name=leaf)
+    return {key: roles[canonical[key]] for key in state_dict}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -253,7 +366,8 @@ def _adapt(role: _Role, source: torch.Tensor, target_shape: tuple) -> tuple[torc
     notes = []
     weight = source.to(torch.float32) if source.dtype in (torch.float16, torch.bfloat16) else source
     if source_shape[in_dim] != target_shape[in_dim]:
-        is_first_conv = role.component == "context" and role.level == 0 and role.conv == 0
+        is_first_conv = (role.component == "context" and role.level == 0 and role.conv == 0
+                         and role.unit == "convolution")
         if not is_first_conv:
             return None, f"input features {source_shape[in_dim]} vs {target_shape[in_dim]} (source vs target)"
         weight = adapt_input_channels(weight, target_shape[in_dim])

@@ -149,6 +149,46 @@ def next_command(task_name, plans_identifier=DEFAULT_PLANS_IDENTIFIER):
     return command
 
 
+def finished_case_ids(discovery: Discovery, unfinished_reason_of, overwrite=False) -> set:
+    """Ids of the cases already prepared (none with ``overwrite``): those ``unfinished_reason_of(case)`` calls
+    finished (None).  An earlier output that is damaged or made otherwise is announced and noted in the
+    discovery's warnings, as it will be redone.  Shared by v1 and v2 (:mod:`nnunet_genesis.nnunet_v2.prepare`)."""
+    done_before = set()
+    for case in ([] if overwrite else discovery.cases):
+        reason = unfinished_reason_of(case)
+        if reason is None:
+            done_before.add(case.case_id)
+        elif reason not in ("missing", "sources changed"):
+            print("  redoing %s: %s" % (case.case_id, reason))
+            discovery.warnings.append("redone %s: the earlier output %s" % (case.case_id, reason))
+    return done_before
+
+
+def case_entries(discovery: Discovery, failures: dict, done_before: set):
+    """(the report's entries of the prepared cases, the skipped files): a case that failed joins the skipped
+    files with its reason ``failures[case_id]``."""
+    skipped = list(discovery.skipped)
+    cases = []
+    for case in discovery.cases:
+        if case.case_id in failures:
+            skipped.append({"file": ", ".join(case.files), "reason": failures[case.case_id]})
+            continue
+        cases.append({"case_id": case.case_id, "files": case.files,
+                      "channels": [_describe_channel(c) for c in case.channels],
+                      "spacing_xyz": case.spacing, "size_xyz": case.size,
+                      "status": "already prepared" if case.case_id in done_before else "prepared"})
+    return cases, skipped
+
+
+def run_warnings(discovery: Discovery, stale, data_dir):
+    """The discovery's warnings, and one for ``stale`` cases in ``data_dir`` (from an earlier run's sources)."""
+    warnings = list(discovery.warnings)
+    if stale:
+        warnings.append("%d preprocessed case(s) in %s come from an earlier run with other sources and will be "
+                        "used for training too: %s" % (len(stale), data_dir, ", ".join(stale)))
+    return warnings
+
+
 def prepare_pretraining_task(target, sources, task_id, num_processes=2, overwrite=False, channels=None,
                              plans_identifier=DEFAULT_PLANS_IDENTIFIER) -> dict:
     """Build and preprocess TaskMMM_Genesis<TargetName> from unlabeled ``sources`` with the target's plans.
@@ -191,14 +231,7 @@ def prepare_pretraining_task(target, sources, task_id, num_processes=2, overwrit
 
     preprocessor = _find_preprocessor(target_plans)
     target_spacing = target_plans["plans_per_stage"][stage]["current_spacing"]
-    done_before = set()
-    for case in ([] if overwrite else discovery.cases):
-        reason = unfinished_reason(case, stage_dir)
-        if reason is None:
-            done_before.add(case.case_id)
-        elif reason not in ("missing", "sources changed"):
-            print("  redoing %s: %s" % (case.case_id, reason))
-            discovery.warnings.append("redone %s: the earlier output %s" % (case.case_id, reason))
+    done_before = finished_case_ids(discovery, lambda case: unfinished_reason(case, stage_dir), overwrite)
     jobs = [CaseJob(c, os.path.join(raw_dir, "imagesTr"), cropped_dir, stage_dir, preprocessor, target_spacing,
                     target_plans["all_classes"], target_plans["use_mask_for_norm"])
             for c in discovery.cases if c.case_id not in done_before]
@@ -206,22 +239,10 @@ def prepare_pretraining_task(target, sources, task_id, num_processes=2, overwrit
           % (task_name, len(jobs), len(done_before), len(discovery.skipped)))
     failures = dict((cid, err) for cid, err in _run_jobs(jobs, num_processes) if err is not None)
 
-    skipped = list(discovery.skipped)
-    cases = []
-    for case in discovery.cases:
-        if case.case_id in failures:
-            skipped.append({"file": ", ".join(case.files), "reason": failures[case.case_id]})
-            continue
-        cases.append({"case_id": case.case_id, "files": case.files,
-                      "channels": [_describe_channel(c) for c in case.channels],
-                      "spacing_xyz": case.spacing, "size_xyz": case.size,
-                      "status": "already prepared" if case.case_id in done_before else "prepared"})
+    cases, skipped = case_entries(discovery, failures, done_before)
     known = {c["case_id"] for c in cases}
     stale = sorted(f[:-4] for f in os.listdir(stage_dir) if f.endswith(".npz") and f[:-4] not in known)
-    warnings = list(discovery.warnings)
-    if stale:
-        warnings.append("%d preprocessed case(s) in %s come from an earlier run with other sources and will be "
-                        "used for training too: %s" % (len(stale), stage_dir, ", ".join(stale)))
+    warnings = run_warnings(discovery, stale, stage_dir)
     report = OrderedDict([
         ("task_name", task_name), ("task_id", int(task_id)), ("target_task", target_task_name),
         ("plans_identifier", plans_identifier), ("stage", stage), ("target_spacing", list(target_spacing)),
@@ -272,10 +293,13 @@ def _print_skipped(skipped):
         print("  skipped %s: %s" % (item["file"], item["reason"]))
 
 
-def _print_summary(report):
+def _print_summary(report, name=None):
+    """What was prepared, skipped and warned about, where the report is and the next command (``name``: the
+    task's, or the v2 dataset's)."""
     new = sum(c["status"] == "prepared" for c in report["cases"])
     print("\n%s: %d case(s) ready (%d new, %d already prepared), %d skipped"
-          % (report["task_name"], len(report["cases"]), new, len(report["cases"]) - new, len(report["skipped"])))
+          % (name or report["task_name"], len(report["cases"]), new, len(report["cases"]) - new,
+             len(report["skipped"])))
     _print_skipped(report["skipped"])
     for warning in report["warnings"]:
         print("  warning: " + warning)

@@ -183,15 +183,17 @@ def prepare_case(job: CaseJob):
         return case.case_id, reason
 
 
-def _run_jobs(jobs, num_processes):
+def _run_jobs(jobs, num_processes, worker=prepare_case):
+    """``worker(job)`` for every job (in ``num_processes`` processes) with a progress bar; the results in
+    completion order.  ``worker`` is v1's :func:`prepare_case` unless another nnU-Net version's is given."""
     from tqdm import tqdm
     results = []
     if num_processes <= 1 or len(jobs) <= 1:
         for job in tqdm(jobs, desc="preparing cases", unit="case"):
-            results.append(prepare_case(job))
+            results.append(worker(job))
         return results
     with Pool(min(num_processes, len(jobs))) as pool:
-        for result in tqdm(pool.imap_unordered(prepare_case, jobs), total=len(jobs), desc="preparing cases",
+        for result in tqdm(pool.imap_unordered(worker, jobs), total=len(jobs), desc="preparing cases",
                            unit="case"):
             results.append(result)
     return results

@@ -198,6 +198,33 @@ def test_nnunet_folder_names_are_accepted_and_both_names_are_ambiguous(tmp_path)
     assert [row.status for row in result.summary] == ["invalid", "invalid"]      # present twice, not missing
 
 
+V2_NAMES = {"Task04_Hippocampus": "Dataset004_Hippocampus", "Task05_Prostate": "Dataset005_Prostate"}
+# what nnUNetv2_predict writes beside the predictions (nnunetv2/inference/predict_from_raw_data.py)
+V2_BY_PRODUCTS = ("plans.json", "dataset.json", "predict_from_raw_data_args.json")
+
+
+def test_nnunet_v2_prediction_folders_are_accepted_unchanged(tmp_path):
+    decathlon = make_decathlon_root(str(tmp_path / "decathlon"))
+    preds = make_predictions(str(tmp_path / "preds"), folder_names=V2_NAMES)
+    for folder in V2_NAMES.values():
+        for name in V2_BY_PRODUCTS:
+            with open(os.path.join(preds, folder, name), "w") as f:
+                f.write("{}")
+    result = validate_submission(preds, decathlon, tasks=TWO_TASKS)
+    assert result.problems == []
+    by_products = sorted(os.path.basename(w.split(":")[0]) for w in result.warnings if "by-product" in w)
+    assert by_products == sorted(V2_BY_PRODUCTS * 2)
+    out_zip = str(tmp_path / "submission.zip")
+    build_submission(preds, decathlon, out_zip, tasks=TWO_TASKS)
+    with zipfile.ZipFile(out_zip) as archive:
+        assert sorted(archive.namelist()) == expected_zip_names()        # named as the Decathlon in the zip
+
+    make_predictions(preds, folder_names=NNUNET_NAMES)   # v1's Task004_Hippocampus beside v2's Dataset004_...
+    ambiguous = [p for p in validate_submission(preds, decathlon, tasks=TWO_TASKS).problems if "ambiguous" in p.fault]
+    assert len(ambiguous) == 2 and "Dataset004_Hippocampus" in ambiguous[0].fault \
+        and "Task004_Hippocampus" in ambiguous[0].fault
+
+
 def test_failed_write_leaves_existing_zip_and_no_temporary_file(roots, tmp_path, monkeypatch):
     decathlon, preds, out = roots
     os.makedirs(out)

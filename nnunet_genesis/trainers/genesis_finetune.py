@@ -17,32 +17,19 @@ nnUNet_predict, nnUNet_find_best_configuration and nnUNet_ensemble treat it like
 Variants are thin subclasses that change the class attributes, as nnU-Net does for its own
 variants (see ``nnUNetTrainerV2_GenesisEncoderDecoder``).
 """
-from batchgenerators.utilities.file_and_folder_operations import join, maybe_mkdir_p
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 from nnunet.training.network_training.nnUNetTrainerV2_DDP import nnUNetTrainerV2_DDP
 
-from nnunet_genesis.finetuning import (TRANSFERRED, parameter_groups, transferred_names_from_optimizer_state,
-                                       warmup_lr_scale)
+from nnunet_genesis.finetuning import (FineTuneSettings, TRANSFERRED, parameter_groups, transferred_names_from_optimizer_state,
+                                       warmup_lr_scale, transfer_for_training,
+                                       warmup_description)
 from nnunet_genesis.pretrained_weights_handlers import register_pretrained_weights_handler
 from nnunet_genesis.trainers.ddp import CpuCapableDDPMixin
 from nnunet_genesis.trainers.base import GenesisTrainerBase
-from nnunet_genesis.transfer import DEFAULT_MODE
-from nnunet_genesis.transfer_report import TRANSFER_REPORT_FILE
 
 
-
-class GenesisFineTuneMixin(GenesisTrainerBase):
-    # --- what a variant may change -------------------------------------------------------
-    genesis_transfer_mode = DEFAULT_MODE       # "encoder"; or "encoder+decoder"
-    genesis_min_encoder_fraction = 0.5         # below this the transfer is refused ...
-    genesis_allow_partial = False              # ... unless this is True
-    genesis_strict = False                     # True: refuse anything not transferred
-    # 10 of nnU-Net's 1000 epochs (2,500 iterations): ample for 1x1x1 heads to settle, 1 % of the budget.
-    genesis_warmup_epochs = 10
-    genesis_warmup_lr_scale = 0.0              # 0: transferred parameters frozen during the warm-up
-    genesis_warmup_shape = "constant"          # or "linear": ramp from genesis_warmup_lr_scale to the rate after
-    genesis_transferred_lr_scale = 1.0         # after the warm-up: transferred parameters at this x the rate
-
+class GenesisFineTuneMixin(FineTuneSettings, GenesisTrainerBase):
+    # what a variant may change: nnunet_genesis.finetuning.FineTuneSettings
     transferred_parameter_names = ()
 
     # --- hooks -----------------------------------------------------------------------------
@@ -59,25 +46,12 @@ class GenesisFineTuneMixin(GenesisTrainerBase):
 
     def load_pretrained_weights(self, fname):
         """Called by stock ``nnUNet_train ... -pretrained_weights fname`` (see integration.py)."""
-        from nnunet_genesis.transfer import TransferRefused, transfer_weights
-        maybe_mkdir_p(self.output_folder)
-        report_file = join(self.output_folder, TRANSFER_REPORT_FILE)
-        try:
-            report = transfer_weights(self.plain_network, fname, mode=self.genesis_transfer_mode,
-                                      min_encoder_fraction=self.genesis_min_encoder_fraction,
-                                      allow_partial=self.genesis_allow_partial, strict=self.genesis_strict)
-        except TransferRefused as refused:
-            refused.report.save_json(report_file)
-            self.print_to_log_file("Pretrained weights %s REFUSED (report: %s)\n%s" % (fname, report_file, refused))
-            raise
-        report.save_json(report_file)
-        self.print_to_log_file("Pretrained weights: %s (report: %s)\n%s" % (fname, report_file, report.format()))
-        fresh = set(report.fresh_parameter_names())
-        self.transferred_parameter_names = [n for n, _ in self.plain_network.named_parameters() if n not in fresh]
+        report, self.transferred_parameter_names = transfer_for_training(
+            self.plain_network, fname, self.output_folder, self.genesis_transfer_mode,
+            self.genesis_min_encoder_fraction, self.genesis_allow_partial, self.genesis_strict, self.print_to_log_file)
         self.initialize_optimizer_and_scheduler()
-        self.print_to_log_file("Warm-up: %d epochs (%s) with transferred parameters from %g x the learning rate, "
-                               "then %g x" % (self.genesis_warmup_epochs, self.genesis_warmup_shape,
-                                              self.genesis_warmup_lr_scale, self.genesis_transferred_lr_scale))
+        self.print_to_log_file(warmup_description(self.genesis_warmup_epochs, self.genesis_warmup_shape,
+                                                  self.genesis_warmup_lr_scale, self.genesis_transferred_lr_scale))
         return report
 
     def load_checkpoint_ram(self, checkpoint, train=True):

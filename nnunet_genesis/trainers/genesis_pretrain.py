@@ -38,18 +38,14 @@ from batchgenerators.utilities.file_and_folder_operations import join
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 from nnunet.training.network_training.nnUNetTrainerV2_DDP import nnUNetTrainerV2_DDP
 
-from nnunet_genesis.pretraining import (RestorationAccumulator, RestorationLoss, add_residual_output, central_patch,
-                                        genesis_augmentation, restoration_report, restore_patch, validation_pairs)
+from nnunet_genesis.pretraining import (RestorationAccumulator, RestorationLoss, add_residual_output,
+                                        genesis_augmentation, load_restoration_history, record_restoration,
+                                        restoration_report, validation_pairs, write_restoration_preview)
 from nnunet_genesis.recipes import RECIPES, learning_rate, make_optimizer
-from nnunet_genesis.atomic import write_json_atomic
-from nnunet_genesis.restoration import (COLLAPSE_MIN_ITERATIONS, collapse_reasons, collapse_warning, format_scores,
-                                        plot_history, score_pairs)
+from nnunet_genesis.restoration import COLLAPSE_MIN_ITERATIONS, collapse_warning, format_scores
 from nnunet_genesis.trainers.ddp import CpuCapableDDPMixin
 from nnunet_genesis.trainers.base import GenesisTrainerBase
 
-HISTORY_FILE = "restoration_history.json"
-PROGRESS_PLOT = "restoration_progress.png"
-PREVIEW_FILE = "restoration_preview.png"
 
 
 class GenesisPretrainMixin(GenesisTrainerBase):
@@ -156,49 +152,22 @@ class GenesisPretrainMixin(GenesisTrainerBase):
     def restoration_history(self):
         """Per-distortion scores so far: [{"epoch", "scores", "collapse"}], kept across ``-c``."""
         if getattr(self, "_restoration_history", None) is None:
-            history = []
-            path = join(self.output_folder, HISTORY_FILE)
-            if os.path.isfile(path):
-                import json
-                with open(path) as f:
-                    history = [h for h in json.load(f) if h["epoch"] < self.epoch]
-            self._restoration_history = history
+            self._restoration_history = load_restoration_history(self.output_folder, self.epoch)
         return self._restoration_history
 
     def score_restoration_now(self):
         """Score the network per distortion on the fixed diagnostic patches, log the table, keep
-        the history (JSON + PNG) and warn on collapse. Returns the history entry."""
+        the history (JSON + PNG) and warn on collapse (``pretraining.record_restoration``)."""
         if getattr(self, "_diagnostic_pairs", None) is None:
             self._diagnostic_pairs = validation_pairs(self._validation_volumes(self.genesis_diagnostic_cases),
                                                       self.patch_size, self.make_genesis_transform)
-        network = self.plain_network
-        scores = score_pairs(self._diagnostic_pairs, restore=lambda d: restore_patch(network, d))
-        history = self.restoration_history()
-        reasons = collapse_reasons(scores, self.iterations_done(), self.genesis_collapse_min_iterations)
-        entry = {"epoch": int(self.epoch), "scores": scores, "collapse": reasons}
-        history.append(entry)
-        self.print_to_log_file("restoration per distortion (R^2 on %d validation patches):\n%s"
-                               % (len(next(iter(self._diagnostic_pairs.values()), [])), format_scores(scores)))
-        if reasons:
-            self.print_to_log_file(collapse_warning(reasons))
-        write_json_atomic(history, join(self.output_folder, HISTORY_FILE))
-        plot_history(history, join(self.output_folder, PROGRESS_PLOT),
-                     title="%s: restoration R² per distortion" % self.genesis_recipe)
-        return entry
+        return record_restoration(self._diagnostic_pairs, self.plain_network, self.restoration_history(), self.epoch,
+                                  self.iterations_done(), self.genesis_collapse_min_iterations, self.output_folder,
+                                  "%s: restoration R² per distortion" % self.genesis_recipe, self.print_to_log_file)
 
     def write_restoration_preview(self):
-        from nnunet_genesis.previews import save_preview_grid
-        cases = self._validation_volumes(1)
-        if not cases:
-            return None
-        name, volume = next(iter(cases.items()))
-        original = central_patch(volume, self.patch_size)
-        batch = self.make_genesis_transform(2024)(data=original[None].copy())
-        restored = restore_patch(self.plain_network, batch["data"][0])
-        path = join(self.output_folder, PREVIEW_FILE)
-        save_preview_grid({"original": batch["target"][0], "distorted": batch["data"][0], "restored": restored},
-                          path, title="%s, epoch %d" % (name, self.epoch))
-        return path
+        return write_restoration_preview(self._validation_volumes(1), self.patch_size, self.make_genesis_transform,
+                                         self.plain_network, self.output_folder, self.epoch)
 
     def on_epoch_end(self):
         if self.genesis_early_stopping:

@@ -1,0 +1,343 @@
+"""Models Genesis for nnU-Net v2: ``nnUNetTrainer_GenesisPretrain`` and ``nnUNetTrainer_Genesis``.
+
+    nnUNetv2_train DatasetMMM_Genesis<Target> 3d_fullres all -tr nnUNetTrainer_GenesisPretrain
+    nnUNetv2_train TARGET 3d_fullres FOLD -tr nnUNetTrainer_Genesis -pretrained_weights .../fold_all/checkpoint_final.pth
+    nnUNetv2_predict ... -tr nnUNetTrainer_Genesis
+
+The stock commands find them through :mod:`nnunet_genesis.integration`. Both are thin subclasses of
+v2's ``nnUNetTrainer`` (``nnunetv2/training/nnUNetTrainer/nnUNetTrainer.py``): each method overrides the
+hook of that name there; the logic is in the plain modules the v1 trainers use (``pretraining``,
+``restoration``, ``recipes``, ``finetuning``, ``transfer``, ``transforms``). Subclasses must keep
+``__init__(self, plans, configuration, fold, dataset_json, device)``: v2 records it by parameter name.
+
+Pretraining, against ``nnUNetTrainer``: the plans' network (``build_network_architecture``: PlainConvUNet,
+ResEnc, ...) with one output channel per input channel and deep supervision off; v2's data loader and
+spatial augmentation, then the Genesis distortions (no intensity augmentation, no mirroring, no
+foreground oversampling; ``nnunet_genesis/pretraining.py`` says why); target = the undistorted patch,
+MSE; the recipe's optimiser (``genesis_recipe``, default ``"adamw"``), its rate set before every
+iteration. nnU-Net's "pseudo Dice" (``progress.png``, the EMA that picks ``checkpoint_best.pth``) is the
+validation batches' R^2. Every ``genesis_diagnostics_every`` epochs the per-distortion scores against
+the identity and mean baselines (log table, ``restoration_history.json``, ``restoration_progress.png``,
+COLLAPSE warning), ``restoration_preview.png`` every ``genesis_preview_every`` epochs, and at the end
+``validation_restoration/summary.json`` instead of the segmentation export.
+
+Fine-tuning, against ``nnUNetTrainer``: ``-pretrained_weights W`` goes through
+``nnunet_genesis.transfer.transfer_weights`` (report in the log and ``transfer_report.json``; a transfer
+leaving too much of the encoder untrained is refused with one log line saying why); a warm-up in which
+the transferred parameters learn at ``genesis_warmup_lr_scale`` x the rate (0 = frozen) for
+``genesis_warmup_epochs`` epochs, then at ``genesis_transferred_lr_scale`` x (two optimizer groups,
+rebuilt on ``--c``). Everything else is ``nnUNetTrainer``'s.
+"""
+
+import numpy as np
+import torch
+from batchgenerators.utilities.file_and_folder_operations import join
+from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
+from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
+from batchgeneratorsv2.transforms.utils.pseudo2d import Convert2DTo3DTransform, Convert3DTo2DTransform
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.helpers import dummy_context
+from torch import autocast
+
+from nnunet_genesis.finetuning import (TRANSFERRED, FineTuneSettings, parameter_groups, transfer_for_training,
+                                       transferred_names_from_optimizer_state, warmup_description, warmup_lr_scale)
+from nnunet_genesis.nnunet_v2.transforms import GenesisRestorationTransform
+from nnunet_genesis.pretrained_weights_handlers import register_pretrained_weights_handler
+from nnunet_genesis.pretraining import (RestorationAccumulator, RestorationLoss, add_residual_output,
+                                        load_restoration_history, record_restoration, restoration_report,
+                                        validation_pairs, write_restoration_preview)
+from nnunet_genesis.recipes import RECIPES, learning_rate, make_optimizer
+from nnunet_genesis.restoration import COLLAPSE_MIN_ITERATIONS, collapse_warning, format_scores
+
+
+__all__ = ["nnUNetTrainer_GenesisPretrain", "nnUNetTrainer_GenesisPretrain_NnUNetSGD",
+           "nnUNetTrainer_GenesisPretrain_Residual", "nnUNetTrainer_Genesis", "nnUNetTrainer_GenesisEncoderDecoder"]
+
+
+def plain_network(network):
+    """The module inside DistributedDataParallel (``.module``) and torch.compile (``._orig_mod``) wrappers."""
+    network = getattr(network, "module", network)
+    return getattr(network, "_orig_mod", network)
+
+
+class RecipeLRSchedule:
+    """The recipe's learning rate as v2's ``lr_scheduler``: ``step(progress)`` with progress in epochs
+    (fractional: the pretraining trainer steps it before every iteration; ``on_train_epoch_start``
+    steps it with the epoch number)."""
+
+    def __init__(self, optimizer, recipe, num_epochs):
+        self.optimizer, self.recipe, self.num_epochs = optimizer, recipe, num_epochs
+
+    def step(self, epochs_done=0):
+        lr = learning_rate(self.recipe, epochs_done / max(self.num_epochs, 1))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+
+class nnUNetTrainer_GenesisPretrain(nnUNetTrainer):
+    """``nnUNetv2_train DatasetMMM 3d_fullres all -tr nnUNetTrainer_GenesisPretrain`` (see module doc)."""
+    genesis_recipe = "adamw"          # a key of nnunet_genesis.recipes.RECIPES
+    genesis_transform_kwargs = {}     # GenesisTransform arguments (defaults: the published values)
+    genesis_preview_every = 50        # epochs, like nnU-Net's checkpoint interval
+    genesis_diagnostics_every = 1     # epochs between per-distortion scores (log, history, plot)
+    genesis_diagnostic_cases = 4      # validation cases whose central patches are scored every epoch
+    genesis_validation_cases = 20     # validation cases scored at the end (perform_actual_validation)
+    genesis_validation_folder = "validation_restoration"
+    genesis_collapse_min_iterations = COLLAPSE_MIN_ITERATIONS
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.enable_deep_supervision = False      # only the full-resolution output is scored
+        self.oversample_foreground_percent = 0.0  # unlabeled data: no foreground to favour
+        self.initial_lr, self.weight_decay = self.recipe.peak_lr, self.recipe.weight_decay
+        self._iteration_in_epoch = 0
+
+    @property
+    def recipe(self):
+        return RECIPES[self.genesis_recipe]
+
+    plain_network = property(lambda self: plain_network(self.network))
+
+    def make_genesis_transform(self, seed):
+        from nnunet_genesis.transforms import GenesisTransform
+        return GenesisTransform(seed=seed, **self.genesis_transform_kwargs)
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels,
+                                   num_output_channels, enable_deep_supervision=True):
+        """nnUNetTrainer.build_network_architecture with one output channel per input channel and no
+        deep supervision (restoration); the recipe's residual output as a forward hook (weights, names
+        and checkpoint format stay the plans' network's)."""
+        network = super().build_network_architecture(plans_manager, configuration_manager, num_input_channels,
+                                                     num_input_channels, False)
+        recipe = RECIPES[cls.genesis_recipe]
+        if recipe.residual:
+            if recipe.zero_init_output:  # the full-resolution head of v2's UNet decoders
+                head = network.decoder.seg_layers[-1]
+                with torch.no_grad():
+                    head.weight.zero_()
+                    if head.bias is not None:
+                        head.bias.zero_()
+            add_residual_output(network)
+        return network
+
+    def set_deep_supervision_enabled(self, enabled: bool):
+        """nnUNetTrainer.set_deep_supervision_enabled: always off here (restoration scores one output)."""
+        super().set_deep_supervision_enabled(False)
+
+    def _build_loss(self):
+        """nnUNetTrainer._build_loss: MSE against the original patch."""
+        return RestorationLoss()
+
+    def configure_optimizers(self):
+        """nnUNetTrainer.configure_optimizers: the recipe's optimiser and schedule."""
+        optimizer = make_optimizer(self.recipe, self.network.parameters())
+        return optimizer, RecipeLRSchedule(optimizer, self.recipe, self.num_epochs)
+
+    def get_training_transforms(self, patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes,
+                                do_dummy_2d_data_aug, use_mask_for_norm=None, is_cascaded=False,
+                                foreground_labels=None, regions=None, ignore_label=None):
+        """nnUNetTrainer.get_training_transforms: its spatial augmentation (same SpatialTransform
+        settings, same dummy-2D wiring), then the Genesis distortions (fresh entropy per worker)."""
+        transforms = []
+        if do_dummy_2d_data_aug:
+            transforms.append(Convert3DTo2DTransform())
+        transforms.append(SpatialTransform(
+            patch_size[1:] if do_dummy_2d_data_aug else patch_size, patch_center_dist_from_border=0,
+            random_crop=False, p_elastic_deform=0, p_rotation=0.2, rotation=rotation_for_DA, p_scaling=0.2,
+            scaling=(0.7, 1.4), p_synchronize_scaling_across_axes=1, bg_style_seg_sampling=False,
+            border_mode_seg="constant", padding_value_seg=-1))
+        if do_dummy_2d_data_aug:
+            transforms.append(Convert2DTo3DTransform())
+        transforms.append(GenesisRestorationTransform(self.make_genesis_transform(None)))
+        return ComposeTransforms(transforms)
+
+    def get_validation_transforms(self, deep_supervision_scales, is_cascaded=False, foreground_labels=None,
+                                  regions=None, ignore_label=None):
+        """nnUNetTrainer.get_validation_transforms: the Genesis distortions only, with a fixed seed so
+        that the validation loss is comparable between epochs."""
+        return ComposeTransforms([GenesisRestorationTransform(self.make_genesis_transform(12345))])
+
+    def on_train_epoch_start(self):
+        """nnUNetTrainer.on_train_epoch_start (sets the recipe's rate for the epoch start)."""
+        self._iteration_in_epoch = 0
+        super().on_train_epoch_start()
+
+    def train_step(self, batch: dict) -> dict:
+        """nnUNetTrainer.train_step, after setting the recipe's rate for this iteration."""
+        self.lr_scheduler.step(self.current_epoch + self._iteration_in_epoch / max(self.num_iterations_per_epoch, 1))
+        self._iteration_in_epoch += 1
+        return super().train_step(batch)
+
+    def on_validation_epoch_start(self):
+        super().on_validation_epoch_start()
+        self._restoration_accumulator = RestorationAccumulator()
+
+    def validation_step(self, batch: dict) -> dict:
+        """nnUNetTrainer.validation_step: loss and the sums of the validation R^2 (no Dice)."""
+        data = batch["data"].to(self.device, non_blocking=True)
+        target = batch["target"].to(self.device, non_blocking=True)
+        with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
+            output = self.network(data)
+            loss = self.loss(output, target)
+        self._restoration_accumulator.add(output, target)
+        return {"loss": loss.detach().cpu().numpy()}
+
+    def on_validation_epoch_end(self, val_outputs):
+        """nnUNetTrainer.on_validation_epoch_end: logs the validation R^2 where nnU-Net logs its pseudo
+        Dice (progress.png, the EMA that picks checkpoint_best.pth), then the per-distortion diagnostics."""
+        acc = self._restoration_accumulator
+        loss = float(np.mean([np.mean(o["loss"]) for o in val_outputs])) if val_outputs else float("nan")
+        r2 = acc.r2()
+        self.logger.log("mean_fg_dice", r2, self.current_epoch)
+        self.logger.log("dice_per_class_or_region", [r2], self.current_epoch)
+        self.logger.log("val_losses", loss, self.current_epoch)
+        self.print_to_log_file("validation restoration: MSE %.5f, R^2 %.4f" % (acc.mse(), r2))
+        if self.local_rank == 0:
+            last = self.current_epoch == self.num_epochs - 1
+            if self.current_epoch % self.genesis_diagnostics_every == 0 or last:
+                self.score_restoration_now()
+            if self.current_epoch % self.genesis_preview_every == self.genesis_preview_every - 1 or last:
+                self.write_restoration_preview()
+
+    def _validation_volumes(self, max_cases):
+        """Up to ``max_cases`` validation cases (sorted names) as float32 (C, X, Y, Z) arrays."""
+        _, val_keys = self.do_split()
+        keys = sorted(val_keys)[:max_cases]
+        if not keys:
+            return {}
+        dataset = self.dataset_class(self.preprocessed_dataset_folder, keys,
+                                     folder_with_segs_from_previous_stage=self.folder_with_segs_from_previous_stage)
+        return {key: np.asarray(dataset.load_case(key)[0][:], dtype=np.float32) for key in keys}  # [:]: blosc2
+
+    def restoration_history(self):
+        """Per-distortion scores so far: [{"epoch", "scores", "collapse"}], kept across ``--c``."""
+        if getattr(self, "_restoration_history", None) is None:
+            self._restoration_history = load_restoration_history(self.output_folder, self.current_epoch)
+        return self._restoration_history
+
+    def score_restoration_now(self):
+        """Score the network per distortion on fixed validation patches, log the table, keep the
+        history (JSON + PNG), warn on collapse (``pretraining.record_restoration``, as the v1 trainer)."""
+        if getattr(self, "_diagnostic_pairs", None) is None:
+            self._diagnostic_pairs = validation_pairs(self._validation_volumes(self.genesis_diagnostic_cases),
+                                                      self.configuration_manager.patch_size,
+                                                      self.make_genesis_transform)
+        iterations_done = (self.current_epoch + 1) * self.num_iterations_per_epoch  # at the end of this epoch
+        return record_restoration(self._diagnostic_pairs, self.plain_network, self.restoration_history(),
+                                  self.current_epoch, iterations_done, self.genesis_collapse_min_iterations,
+                                  self.output_folder, "%s: restoration R² per distortion" % self.genesis_recipe,
+                                  self.print_to_log_file)
+
+    def write_restoration_preview(self):
+        return write_restoration_preview(self._validation_volumes(1), self.configuration_manager.patch_size,
+                                         self.make_genesis_transform, self.plain_network, self.output_folder,
+                                         self.current_epoch)
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        """nnUNetTrainer.perform_actual_validation (run by ``nnUNetv2_train`` after training and by
+        ``--val``): writes ``validation_restoration/`` instead of a segmentation export."""
+        if self.local_rank != 0:
+            return None
+        self.network.eval()
+        summary = restoration_report(self.plain_network, self._validation_volumes(self.genesis_validation_cases),
+                                     self.configuration_manager.patch_size, self.make_genesis_transform,
+                                     join(self.output_folder, self.genesis_validation_folder),
+                                     iterations=self.current_epoch * self.num_iterations_per_epoch,
+                                     min_iterations=self.genesis_collapse_min_iterations)
+        self.print_to_log_file("restoration of %d validation cases (central patches), recipe %s:\n%s"
+                               % (len(summary["cases"]), self.genesis_recipe, format_scores(summary["scores"])))
+        if summary["collapse"]:
+            self.print_to_log_file(collapse_warning(summary["collapse"]))
+        return summary
+
+
+class nnUNetTrainer_GenesisPretrain_NnUNetSGD(nnUNetTrainer_GenesisPretrain):
+    """nnU-Net's SGD (lr 0.01, Nesterov momentum 0.99, poly decay), direct output."""
+    genesis_recipe = "nnunet_sgd"
+
+
+class nnUNetTrainer_GenesisPretrain_Residual(nnUNetTrainer_GenesisPretrain):
+    """AdamW with warm-up and poly decay, residual output (restored = input + network(input))."""
+    genesis_recipe = "adamw_residual"
+
+
+def regroup_optimizer(optimizer, groups):
+    """Replace ``optimizer``'s parameter groups by ``groups`` in place (the scheduler nnU-Net made
+    for it keeps working on the same object); the optimizer's defaults fill the rest."""
+    optimizer.param_groups.clear()
+    optimizer.state.clear()
+    for group in groups:
+        optimizer.add_param_group(group)
+
+
+class nnUNetTrainer_Genesis(FineTuneSettings, nnUNetTrainer):
+    """``nnUNetv2_train DATASET 3d_fullres FOLD -tr nnUNetTrainer_Genesis -pretrained_weights W``; what a
+    variant may change: ``nnunet_genesis.finetuning.FineTuneSettings``."""
+
+    transferred_parameter_names = ()
+
+    plain_network = property(lambda self: plain_network(self.network))
+
+    def initialize(self):
+        """nnUNetTrainer.initialize, then route ``-pretrained_weights`` for this network to
+        :meth:`load_pretrained_weights` (``nnunetv2.run.load_pretrained_weights``, patched by the hook)."""
+        super().initialize()
+        register_pretrained_weights_handler(self.network, self.load_pretrained_weights)
+
+    def configure_optimizers(self):
+        """nnUNetTrainer.configure_optimizers, with [fresh, transferred] parameter groups once weights
+        were transferred."""
+        optimizer, lr_scheduler = super().configure_optimizers()
+        if self.transferred_parameter_names:
+            regroup_optimizer(optimizer, parameter_groups(self.plain_network.named_parameters(),
+                                                          self.transferred_parameter_names))
+        return optimizer, lr_scheduler
+
+    def load_pretrained_weights(self, fname):
+        """Called by stock ``nnUNetv2_train ... -pretrained_weights fname`` (see integration.py)."""
+        report, self.transferred_parameter_names = transfer_for_training(
+            self.plain_network, fname, self.output_folder, self.genesis_transfer_mode,
+            self.genesis_min_encoder_fraction, self.genesis_allow_partial, self.genesis_strict, self.print_to_log_file)
+        self.optimizer, self.lr_scheduler = self.configure_optimizers()
+        self.print_to_log_file(warmup_description(self.genesis_warmup_epochs, self.genesis_warmup_shape,
+                                                  self.genesis_warmup_lr_scale, self.genesis_transferred_lr_scale))
+        return report
+
+    def load_checkpoint(self, filename_or_checkpoint):
+        """nnUNetTrainer.load_checkpoint (``--c``, ``--val``): rebuild the [fresh, transferred] groups
+        recorded in the checkpoint's optimizer state before nnU-Net loads that state into them."""
+        if not self.was_initialized:
+            self.initialize()
+        checkpoint = filename_or_checkpoint
+        if isinstance(checkpoint, str):
+            checkpoint = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        names = transferred_names_from_optimizer_state(checkpoint.get("optimizer_state"))
+        if names:
+            self.transferred_parameter_names = names
+            self.optimizer, self.lr_scheduler = self.configure_optimizers()
+        return super().load_checkpoint(filename_or_checkpoint)
+
+    def on_train_start(self):
+        super().on_train_start()
+        if self.current_epoch == 0 and not self.transferred_parameter_names:
+            self.print_to_log_file("WARNING: %s got no -pretrained_weights: this run trains from scratch."
+                                   % type(self).__name__)
+
+    def on_train_epoch_start(self):
+        """nnUNetTrainer.on_train_epoch_start (poly rate for every group), then the warm-up factor of
+        the transferred group."""
+        super().on_train_epoch_start()
+        base_lr = self.optimizer.param_groups[0]["lr"]
+        for group in self.optimizer.param_groups:
+            if group.get("genesis_role") == TRANSFERRED:
+                group["lr"] = base_lr * warmup_lr_scale(self.current_epoch, self.genesis_warmup_epochs,
+                                                        self.genesis_warmup_lr_scale, self.genesis_warmup_shape,
+                                                        self.genesis_transferred_lr_scale)
+                self.print_to_log_file("transferred parameters: learning rate %g" % group["lr"])
+
+
+class nnUNetTrainer_GenesisEncoderDecoder(nnUNetTrainer_Genesis):
+    """Transfers encoder and decoder (all but the segmentation heads), as the published fine-tuning."""
+    genesis_transfer_mode = "encoder+decoder"

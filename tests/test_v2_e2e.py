@@ -1,0 +1,300 @@
+"""Issue 13 end to end: Models Genesis through the stock nnU-Net v2 console scripts only.
+
+nnUNetv2_plan_and_preprocess (a small CT-like v2 raw dataset) -> nnUNet_genesis_prepare --nnunet 2
+(the target's images, preprocessed with the target's plans) -> nnUNetv2_train <tiny GenesisPretrain> all
+-> nnUNetv2_train <tiny Genesis> 0 -pretrained_weights checkpoint_final.pth (transfer report) ->
+nnUNetv2_predict on imagesTs -> nnUNet_genesis_evaluate. The tiny trainers are user trainers found
+through nnUNet_extTrainer, as a user's own would be. Plus: how the patched trainer search resolves
+names, what stock v2 does with our trainer name when the hook is disabled, a refused transfer, and the
+residual-encoder preset (nnUNetResEncUNetMPlans) pretrained and fine-tuned through the same commands.
+
+Budget: the whole module runs in about 3 minutes on 2 cores (volumes 32 x 40 x 40, a 4-stage
+PlainConvUNet, 2 epochs x 2 iterations, one validation case, no test-time mirroring at prediction;
+measured alone: 170 s, of which 63 s the ResEnc test).
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from nnunet_genesis.recipes import RECIPES, learning_rate
+from tests.conftest import run_stock, stock_command, subprocess_env
+from tests.msd_fixtures import _save_nifti, make_ct_case
+
+TARGET_ID, PRETRAIN_ID = 961, 962
+TARGET = "Dataset%d_TinyCT" % TARGET_ID
+SPACING = (1.0, 1.0, 1.5)
+SHAPE = (40, 40, 32)          # x, y, z: v2 plans a 32 x 40 x 40 patch and a 4-stage PlainConvUNet
+NUM_TRAINING, NUM_TEST = 5, 2  # 5: the fewest cases for nnU-Net's 5-fold split (fold 0 validates on 1)
+LABELS = {"background": 0, "organ": 1, "lesion": 2}
+
+PRETRAIN_RECIPE = "adamw_identity_start"
+TINY_TRAINERS = '''
+import torch
+from nnunet_genesis.nnunet_v2.trainers import nnUNetTrainer_Genesis, nnUNetTrainer_GenesisPretrain
+
+
+class _TinyBudget:
+    # v2 records the __init__ arguments by name (nnUNetTrainer.__init__): keep its exact signature
+    def __init__(self, plans, configuration, fold, dataset_json, device=torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = 2
+        self.num_iterations_per_epoch = 2
+        self.num_val_iterations_per_epoch = 1
+
+
+class GenesisPretrainV2_Tiny(_TinyBudget, nnUNetTrainer_GenesisPretrain):
+    # a healthy run by construction (the residual output starts at the identity), as in the v1 test
+    genesis_recipe = "%s"
+    genesis_preview_every = 1
+    genesis_diagnostic_cases = 1
+    genesis_validation_cases = 2
+
+
+class GenesisV2_Tiny(_TinyBudget, nnUNetTrainer_Genesis):
+    genesis_warmup_epochs = 1
+''' % PRETRAIN_RECIPE
+
+
+def write_v2_raw_dataset(raw_root):
+    """nnUNet_raw/Dataset961_TinyCT (imagesTr/*_0000.nii.gz, labelsTr, imagesTs, dataset.json) and,
+    beside it, labelsTs: the test cases' references for the evaluation (nnU-Net never reads them)."""
+    folder = os.path.join(raw_root, TARGET)
+    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+        os.makedirs(os.path.join(folder, sub), exist_ok=True)
+    rng = np.random.default_rng(13)
+    for i in range(NUM_TRAINING + NUM_TEST):
+        image, label = make_ct_case(rng, shape=SHAPE)
+        name = "tinyct_%03d" % i
+        images, labels = ("imagesTr", "labelsTr") if i < NUM_TRAINING else ("imagesTs", "labelsTs")
+        _save_nifti(image, SPACING, os.path.join(folder, images, name + "_0000.nii.gz"), np.int16)
+        _save_nifti(label, SPACING, os.path.join(folder, labels, name + ".nii.gz"), np.uint8)
+    with open(os.path.join(folder, "dataset.json"), "w") as f:
+        json.dump({"channel_names": {"0": "CT"}, "labels": LABELS, "numTraining": NUM_TRAINING,
+                   "file_ending": ".nii.gz"}, f, indent=2)
+    return folder
+
+
+def fold_folder(results, dataset, trainer, fold):
+    return os.path.join(results, dataset, "%s__nnUNetPlans__3d_fullres" % trainer, "fold_%s" % fold)
+
+
+@pytest.fixture(scope="module")
+def v2(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nnunet_v2")
+    ext = root / "ext"
+    ext.mkdir()
+    (ext / "tiny_genesis_v2.py").write_text(TINY_TRAINERS)
+    folders = {key: str(root / key) for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    for path in folders.values():
+        os.makedirs(path)
+    raw = write_v2_raw_dataset(folders["nnUNet_raw"])
+    # nnUNet_n_proc_DA=1: one augmentation worker (0 would break v2's planner: torch.set_num_threads(0));
+    # nnUNet_def_n_proc=1: one process for preprocessing and segmentation export.
+    env = subprocess_env(nnUNet_extTrainer=str(ext), nnUNet_n_proc_DA=1, nnUNet_def_n_proc=1, **folders)
+    logs = {}
+    logs["plan"] = run_stock([stock_command("nnUNetv2_plan_and_preprocess"), "-d", TARGET_ID, "-c", "3d_fullres",
+                              "-np", 1], env=env)
+    logs["prepare"] = run_stock([stock_command("nnUNet_genesis_prepare"), "--nnunet", 2, "-t", TARGET_ID,
+                                 "-i", raw, "-o", PRETRAIN_ID, "-np", 1], env=env)
+    prepared = [d for d in os.listdir(folders["nnUNet_preprocessed"]) if d.startswith("Dataset%d_" % PRETRAIN_ID)]
+    assert len(prepared) == 1, prepared
+    pretrain_dataset = prepared[0]
+    logs["pretrain"] = run_stock([stock_command("nnUNetv2_train"), PRETRAIN_ID, "3d_fullres", "all",
+                                  "-tr", "GenesisPretrainV2_Tiny", "-device", "cpu"], env=env)
+    pretrain_fold = fold_folder(folders["nnUNet_results"], pretrain_dataset, "GenesisPretrainV2_Tiny", "all")
+    weights = os.path.join(pretrain_fold, "checkpoint_final.pth")
+    logs["finetune"] = run_stock([stock_command("nnUNetv2_train"), TARGET_ID, "3d_fullres", 0, "-tr", "GenesisV2_Tiny",
+                                  "-device", "cpu", "-pretrained_weights", weights], env=env)
+    predictions = str(root / "predictions")
+    logs["predict"] = run_stock([stock_command("nnUNetv2_predict"), "-i", os.path.join(raw, "imagesTs"),
+                                 "-o", predictions, "-d", TARGET_ID, "-c", "3d_fullres", "-f", 0,
+                                 "-tr", "GenesisV2_Tiny", "-device", "cpu", "--disable_tta",
+                                 "-npp", 1, "-nps", 1], env=env)
+    evaluation = str(root / "evaluation")
+    logs["evaluate"] = run_stock([stock_command("nnUNet_genesis_evaluate"), "-ref", os.path.join(raw, "labelsTs"),
+                                  "-pred", predictions, "-l", 1, 2, "-o", evaluation, "-np", 1], env=env)
+    return dict(root=root, env=env, raw=raw, logs=logs, folders=folders, weights=weights,
+                pretrain_dataset=pretrain_dataset, pretrain_fold=pretrain_fold, predictions=predictions,
+                evaluation=evaluation,
+                finetune_fold=fold_folder(folders["nnUNet_results"], TARGET, "GenesisV2_Tiny", 0))
+
+
+def test_pretraining_on_prepared_data_writes_checkpoint_and_restoration_scores(v2):
+    assert v2["pretrain_dataset"].startswith("Dataset%d_Genesis" % PRETRAIN_ID)
+    fold = v2["pretrain_fold"]
+    for name in ("checkpoint_final.pth", "progress.png", "restoration_preview.png", "restoration_progress.png",
+                 "restoration_history.json"):
+        assert os.path.isfile(os.path.join(fold, name)), name
+    checkpoint = torch.load(os.path.join(fold, "checkpoint_final.pth"), map_location="cpu", weights_only=False)
+    weights = checkpoint["network_weights"]
+    assert checkpoint["trainer_name"] == "GenesisPretrainV2_Tiny" and checkpoint["current_epoch"] == 2
+    # the plans' PlainConvUNet, restoring its one input channel, without deep-supervision heads in use
+    assert weights["encoder.stages.0.0.convs.0.conv.weight"].shape[1] == 1
+    assert weights["decoder.seg_layers.2.weight"].shape[0] == 1
+    assert all(bool(torch.isfinite(v).all()) for v in weights.values() if v.is_floating_point())
+    # the recipe's optimiser and schedule, the rate set before every iteration: the last of the 4
+    # iterations (epoch 1, iteration 1) ran at progress (1 + 1/2) / 2
+    recipe = RECIPES[PRETRAIN_RECIPE]
+    group = checkpoint["optimizer_state"]["param_groups"][0]
+    assert "amsgrad" in group and group["weight_decay"] == recipe.weight_decay  # AdamW
+    assert group["lr"] == pytest.approx(learning_rate(recipe, 1.5 / 2))
+    for epoch in (0, 1):
+        assert "Current learning rate: %s" % np.round(learning_rate(recipe, epoch / 2), 5) in v2["logs"]["pretrain"]
+
+    with open(os.path.join(fold, "validation_restoration", "summary.json")) as f:
+        summary = json.load(f)
+    assert len(summary["cases"]) == 2 and summary["patch_size"] == [32, 40, 40]
+    for kind in ("local_shuffle", "non_linear", "in_painting", "out_painting", "composite"):
+        scores = summary["scores"][kind]
+        assert all(np.isfinite(scores[k]) for k in ("network", "identity", "mean", "variance_ratio")), kind
+        assert os.path.isfile(os.path.join(fold, "validation_restoration", kind + ".png"))
+    assert summary["collapse"] == []  # 4 iterations: too early to judge, and healthy by construction
+    with open(os.path.join(fold, "restoration_history.json")) as f:
+        assert [h["epoch"] for h in json.load(f)] == [0, 1]  # every epoch scored per distortion
+    log = v2["logs"]["pretrain"]
+    assert log.count("restoration per distortion") == 2 and "identity" in log and "local_shuffle" in log
+    assert "validation restoration: MSE" in log and "COLLAPSED" not in log
+    assert not os.path.isdir(os.path.join(fold, "validation"))  # no segmentation export
+
+
+def test_finetuning_transfers_the_pretrained_encoder_and_reports_it(v2):
+    fold = v2["finetune_fold"]
+    with open(os.path.join(fold, "transfer_report.json")) as f:
+        report = json.load(f)
+    assert report["source"] == v2["weights"] and report["mode"] == "encoder"
+    assert report["encoder_fraction"] == 1.0  # same plans: every encoder tensor loaded as is
+    assert report["counts"]["loaded"] > 0 and report["counts"]["skipped"] == 0
+    # the segmentation heads (3 classes here, 1 restoration channel there) and the decoder start fresh
+    assert any(name.startswith("decoder.seg_layers.") for name in report["fresh_parameter_names"])
+    log = v2["logs"]["finetune"]
+    assert "Pretrained weights: %s" % v2["weights"] in log and "Warm-up: 1 epochs" in log
+    assert "transferred parameters: learning rate 0" in log  # frozen during the warm-up epoch
+    assert "got no -pretrained_weights" not in log
+    for name in ("checkpoint_final.pth", os.path.join("validation", "summary.json")):  # stock validation
+        assert os.path.isfile(os.path.join(fold, name)), name
+    checkpoint = torch.load(os.path.join(fold, "checkpoint_final.pth"), map_location="cpu", weights_only=False)
+    roles = [g.get("genesis_role") for g in checkpoint["optimizer_state"]["param_groups"]]
+    assert roles == ["fresh", "transferred"]
+
+
+def test_predictions_have_the_images_geometry_and_are_evaluated(v2):
+    images = sorted(os.listdir(os.path.join(v2["raw"], "imagesTs")))
+    predicted = sorted(f for f in os.listdir(v2["predictions"]) if f.endswith(".nii.gz"))
+    assert predicted == [f.replace("_0000.nii.gz", ".nii.gz") for f in images]
+    for image_file, prediction_file in zip(images, predicted):
+        image = sitk.ReadImage(os.path.join(v2["raw"], "imagesTs", image_file))
+        prediction = sitk.ReadImage(os.path.join(v2["predictions"], prediction_file))
+        assert prediction.GetSize() == image.GetSize() == SHAPE
+        np.testing.assert_allclose(prediction.GetSpacing(), image.GetSpacing(), atol=1e-5)
+        np.testing.assert_allclose(prediction.GetOrigin(), image.GetOrigin(), atol=1e-5)
+        np.testing.assert_allclose(prediction.GetDirection(), image.GetDirection(), atol=1e-6)
+        values = np.unique(np.asanyarray(nib.load(os.path.join(v2["predictions"], prediction_file)).dataobj))
+        assert set(values.tolist()) <= set(LABELS.values())
+    with open(os.path.join(v2["evaluation"], "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["num_cases"] == NUM_TEST and summary["cases_missing_prediction"] == []
+    assert sorted(summary["labels"]) == ["1", "2"]
+    assert os.path.isfile(os.path.join(v2["evaluation"], "per_case.csv"))
+    for label in ("1", "2"):
+        dice = summary["statistics"][label]["dice"]["mean"]
+        assert 0.0 <= dice <= 1.0, (label, dice)
+
+
+FIND = """
+    import sys
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name as find
+    for name in ("nnUNetTrainer_GenesisPretrain", "nnUNetTrainer_Genesis", "GenesisV2_Tiny", "nnUNetTrainer"):
+        cls = find(name)
+        print("FOUND", name, cls.__module__)
+    print("TORCHVISION_IMPORTED", "torchvision" in sys.modules)
+"""
+
+
+def test_trainer_search_order_ours_then_ext_then_stock(v2):
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(FIND)], env=v2["env"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert "FOUND nnUNetTrainer_GenesisPretrain nnunet_genesis.nnunet_v2.trainers" in out.stdout
+    assert "FOUND nnUNetTrainer_Genesis nnunet_genesis.nnunet_v2.trainers" in out.stdout
+    assert "FOUND GenesisV2_Tiny nnunet_genesis_ext_" in out.stdout            # the nnUNet_extTrainer folder
+    assert "FOUND nnUNetTrainer nnunetv2.training.nnUNetTrainer.nnUNetTrainer" in out.stdout  # stock
+    # neither ours nor the user's trainers walked nnU-Net's package (primus -> timm -> torchvision)
+    assert "TORCHVISION_IMPORTED False" in out.stdout
+
+
+def test_without_the_hook_stock_v2_cannot_use_our_trainer(v2):
+    env = dict(v2["env"], NNUNET_GENESIS_DISABLE_HOOK="1")
+    out = subprocess.run([stock_command("nnUNetv2_train"), str(TARGET_ID), "3d_fullres", "0",
+                          "-tr", "nnUNetTrainer_Genesis", "-device", "cpu"], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert out.returncode != 0
+    # stock v2 searches only its own package (and nnUNet_extTrainer): with a working torchvision it says
+    # it cannot find the trainer; where torchvision is broken, its walk through nnU-Net's package dies
+    # importing primus first. Either way it fails in the stock trainer search, before any training.
+    assert "recursive_find_trainer_class_by_name" in out.stdout
+    assert ("Could not find requested nnunet trainer nnUNetTrainer_Genesis" in out.stdout
+            or "torchvision" in out.stdout), out.stdout[-3000:]
+    assert not os.path.isdir(fold_folder(v2["folders"]["nnUNet_results"], TARGET, "nnUNetTrainer_Genesis", 0))
+
+
+def test_a_transfer_that_leaves_most_of_the_encoder_untrained_is_refused(v2, tmp_path):
+    # the pretrained checkpoint cut down to its first encoder stage: far below half of the encoder
+    checkpoint = torch.load(v2["weights"], map_location="cpu", weights_only=False)
+    first_stage = {k: v for k, v in checkpoint["network_weights"].items() if k.startswith("encoder.stages.0.")}
+    assert first_stage
+    weights = str(tmp_path / "first_stage_only.pth")
+    torch.save({"network_weights": first_stage}, weights)
+    out = subprocess.run([stock_command("nnUNetv2_train"), str(TARGET_ID), "3d_fullres", "1", "-tr", "GenesisV2_Tiny",
+                          "-device", "cpu", "-pretrained_weights", weights], env=v2["env"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert out.returncode != 0
+    refused = [line for line in out.stdout.splitlines() if "REFUSED" in line]
+    assert len(refused) == 1 and weights in refused[0] and "transfer_report.json" in refused[0], out.stdout[-3000:]
+    fold = fold_folder(v2["folders"]["nnUNet_results"], TARGET, "GenesisV2_Tiny", 1)
+    with open(os.path.join(fold, "transfer_report.json")) as f:
+        assert json.load(f)["encoder_fraction"] < 0.5
+    assert not os.path.isfile(os.path.join(fold, "checkpoint_final.pth"))  # no training from a refused transfer
+
+
+RESENC_PLANS = "nnUNetResEncUNetMPlans"
+
+
+def test_residual_encoder_preset_pretrains_and_fine_tunes_with_its_own_plans(v2):
+    """The ResEnc M preset end to end: planned by the stock planner, prepared with its plans (the
+    cases of the default plans' data folder are reused: same preprocessing), pretrained and fine-tuned
+    with -p; the ResidualEncoderUNet's encoder, stem and residual blocks, transfers whole."""
+    env, results = v2["env"], v2["folders"]["nnUNet_results"]
+    run_stock([stock_command("nnUNetv2_plan_experiment"), "-d", TARGET_ID, "-pl", "nnUNetPlannerResEncM"], env=env)
+    prepare_log = run_stock([stock_command("nnUNet_genesis_prepare"), "--nnunet", 2, "-t", TARGET_ID, "-i", v2["raw"],
+                             "-o", PRETRAIN_ID, "-np", 1, "-p", RESENC_PLANS], env=env)
+    assert "-p %s" % RESENC_PLANS in prepare_log  # the next command it prints names the plans
+    run_stock([stock_command("nnUNetv2_train"), PRETRAIN_ID, "3d_fullres", "all", "-tr", "GenesisPretrainV2_Tiny",
+               "-p", RESENC_PLANS, "-device", "cpu"], env=env)
+    pretrain_fold = os.path.join(results, v2["pretrain_dataset"],
+                                 "GenesisPretrainV2_Tiny__%s__3d_fullres" % RESENC_PLANS, "fold_all")
+    weights = os.path.join(pretrain_fold, "checkpoint_final.pth")
+    pretrained = torch.load(weights, map_location="cpu", weights_only=False)["network_weights"]
+    assert "encoder.stem.convs.0.conv.weight" in pretrained                        # a ResidualEncoderUNet
+    assert any(".blocks.0.conv1." in key for key in pretrained)
+    with open(os.path.join(pretrain_fold, "validation_restoration", "summary.json")) as f:
+        scores = json.load(f)["scores"]
+    assert all(np.isfinite(scores[kind]["network"]) for kind in scores)
+
+    log = run_stock([stock_command("nnUNetv2_train"), TARGET_ID, "3d_fullres", 0, "-tr", "GenesisV2_Tiny",
+                     "-p", RESENC_PLANS, "-device", "cpu", "-pretrained_weights", weights], env=env)
+    fold = os.path.join(results, TARGET, "GenesisV2_Tiny__%s__3d_fullres" % RESENC_PLANS, "fold_0")
+    with open(os.path.join(fold, "transfer_report.json")) as f:
+        report = json.load(f)
+    assert report["encoder_fraction"] == 1.0 and report["decoder_fraction"] == 0.0 and report["mode"] == "encoder"
+    loaded = {e["key"] for e in report["entries"] if e["status"] == "loaded"}
+    assert "encoder.stem.convs.0.conv.weight" in loaded and any(".blocks.0.conv1." in k for k in loaded)
+    assert "Pretrained weights: %s" % weights in log
+    assert os.path.isfile(os.path.join(fold, "checkpoint_final.pth"))

@@ -8,8 +8,10 @@ Higher is better for Dice and NSD, lower for HD95. No correction for multiple co
 applied; with the few validation cases of a fold, read p-values as a rough guide.
 
 Inputs are folders written by ``nnUNet_genesis_evaluate`` (per_case.csv + summary.json) or
-nnU-Net v1 fold folders (``.../TaskXXX_Name/Trainer__Plans/fold_N`` with ``validation_raw/``),
-which are evaluated first against the task's reference labels.
+nnU-Net fold folders, evaluated first against the task's reference labels: v1's
+(``.../TaskXXX_Name/Trainer__Plans/fold_N`` with ``validation_raw/``) and v2's
+(``.../DatasetXXX_Name/Trainer__Plans__Config/fold_N`` with ``validation/``, written by
+``nnUNetTrainer.perform_actual_validation`` of ``nnunetv2/training/nnUNetTrainer/nnUNetTrainer.py``).
 """
 import json
 import math
@@ -25,10 +27,13 @@ from evaluation.evaluate import (PER_CASE_FILE, SUMMARY_FILE, EvaluationError, e
                                  list_cases, read_per_case_csv, _json_safe)
 from evaluation.metrics import METRICS
 from nnunet_genesis.atomic import make_dirs, save_figure_atomic, write_json_atomic, write_text_atomic
+from nnunet_genesis.nnunet_v1 import layout as v1_layout
+from nnunet_genesis.nnunet_v2 import layout as v2_layout
 
 METRIC_TITLES = {"dice": "Dice", "nsd": "NSD", "hd95": "HD95 (mm)"}
 HIGHER_IS_BETTER = {"dice": True, "nsd": True, "hd95": False}
-TASK_PATTERN = re.compile(r"^Task\d{3}_[A-Za-z0-9_\-]+$")
+TASK_PATTERN = re.compile(r"^(Task|Dataset)\d{3}_[A-Za-z0-9_\-]+$")  # v1 task or v2 dataset folder
+FOLD_PREDICTIONS = ("validation_raw", "validation")  # a fold's validation predictions: v1, v2
 
 
 # --------------------------------------------------------------------------- statistics
@@ -185,8 +190,17 @@ def plot_comparison(comparison: dict, path: str) -> None:
 
 # --------------------------------------------------------------------------- nnU-Net folds
 
+def fold_predictions(path: str) -> Optional[str]:
+    """The validation predictions of an nnU-Net fold folder (v1 ``validation_raw/``, v2 ``validation/``);
+    None when ``path`` has neither."""
+    for name in FOLD_PREDICTIONS:
+        if os.path.isdir(os.path.join(path, name)):
+            return os.path.join(path, name)
+    return None
+
+
 def is_nnunet_fold_folder(path: str) -> bool:
-    return os.path.isdir(os.path.join(path, "validation_raw"))
+    return fold_predictions(path) is not None
 
 
 def is_evaluation_folder(path: str) -> bool:
@@ -194,7 +208,7 @@ def is_evaluation_folder(path: str) -> bool:
 
 
 def task_name_from_path(path: str) -> Optional[str]:
-    """The nnU-Net task folder name (TaskXXX_Name) in a path such as
+    """The nnU-Net task folder name (v1 TaskXXX_Name, v2 DatasetXXX_Name) in a path such as
     RESULTS_FOLDER/nnUNet/3d_fullres/Task007_Pancreas/nnUNetTrainerV2__nnUNetPlansv2.1/fold_0."""
     for part in reversed(os.path.abspath(path).split(os.sep)):
         if TASK_PATTERN.match(part):
@@ -203,27 +217,31 @@ def task_name_from_path(path: str) -> Optional[str]:
 
 
 def find_reference_labels(fold_dir: str, ref_dir: Optional[str] = None) -> str:
-    """Folder of reference label maps for an nnU-Net fold folder: ``ref_dir`` if given, else
-    $nnUNet_raw_data_base/nnUNet_raw_data/<Task>/labelsTr, else $nnUNet_preprocessed/<Task>/
-    gt_segmentations (the copy nnU-Net validates against)."""
+    """Folder of reference label maps for an nnU-Net fold folder: ``ref_dir`` if given, else the task's
+    raw ``labelsTr`` (v1: $nnUNet_raw_data_base/nnUNet_raw_data/<Task>; v2: $nnUNet_raw/<Dataset>), else
+    $nnUNet_preprocessed/<Task or Dataset>/gt_segmentations (the copy nnU-Net validates against)."""
     if ref_dir is not None:
         if not os.path.isdir(ref_dir):
             raise EvaluationError("--ref %s is not a folder" % ref_dir)
         return ref_dir
     task = task_name_from_path(fold_dir)
     if task is None:
-        raise EvaluationError("cannot tell the task of %s (no TaskXXX_Name folder in its path); pass --ref LABELS_DIR"
-                              % fold_dir)
-    candidates = []
-    if os.environ.get("nnUNet_raw_data_base"):
-        candidates.append(os.path.join(os.environ["nnUNet_raw_data_base"], "nnUNet_raw_data", task, "labelsTr"))
-    if os.environ.get("nnUNet_preprocessed"):
-        candidates.append(os.path.join(os.environ["nnUNet_preprocessed"], task, "gt_segmentations"))
+        raise EvaluationError("cannot tell the task of %s (no TaskXXX_Name or DatasetXXX_Name folder in its path); "
+                              "pass --ref LABELS_DIR" % fold_dir)
+    if v2_layout.is_dataset_name(task):
+        raw = os.environ.get(v2_layout.RAW_VARIABLE)
+        raw_task = os.path.join(raw, task) if raw else None
+    else:
+        raw = os.environ.get(v1_layout.RAW_BASE_VARIABLE)
+        raw_task = os.path.join(raw, v1_layout.RAW_DATA_FOLDER, task) if raw else None
+    candidates = [os.path.join(raw_task, "labelsTr")] if raw_task else []
+    if os.environ.get(v1_layout.PREPROCESSED_VARIABLE):  # the same variable name in v1 and v2
+        candidates.append(os.path.join(os.environ[v1_layout.PREPROCESSED_VARIABLE], task, "gt_segmentations"))
     for candidate in candidates:
         if os.path.isdir(candidate) and list_cases(candidate):
             return candidate
-    raise EvaluationError("no reference labels for %s: looked in %s; set nnUNet_raw_data_base or "
-                          "nnUNet_preprocessed, or pass --ref LABELS_DIR"
+    raise EvaluationError("no reference labels for %s: looked in %s; set nnUNet_raw_data_base (v1) or nnUNet_raw "
+                          "(v2) or nnUNet_preprocessed, or pass --ref LABELS_DIR"
                           % (fold_dir, ", ".join(candidates) or "nothing (neither variable is set)"))
 
 
@@ -232,25 +250,26 @@ def prepare_evaluation(run_dir: str, out_dir: str, *, ref_dir: Optional[str] = N
                        task: Optional[str] = None, num_processes: Optional[int] = None,
                        verbose: bool = True) -> str:
     """An evaluation folder for ``run_dir``: itself if it already is one, else (nnU-Net fold
-    folder) the result of evaluating its validation_raw/ into ``out_dir``."""
+    folder) the result of evaluating its validation predictions (v1 validation_raw/, v2 validation/)
+    into ``out_dir``."""
     if is_evaluation_folder(run_dir):
         return run_dir
     if not is_nnunet_fold_folder(run_dir):
         raise EvaluationError("%s is neither an evaluation folder (no %s) nor an nnU-Net fold folder "
-                              "(no validation_raw/)" % (run_dir, PER_CASE_FILE))
+                              "(no validation_raw/ or validation/)" % (run_dir, PER_CASE_FILE))
     references = find_reference_labels(run_dir, ref_dir)
     if task is not None:
         msd_task = find_task(task)
         if msd_task is None:
             raise EvaluationError("%r is not one of the ten Decathlon tasks" % (task,))
     else:
-        # a task folder such as Task007_Pancreas gives the Decathlon labels and tolerance;
+        # a task folder such as Task007_Pancreas (Dataset007_Pancreas) gives the Decathlon labels and tolerance;
         # any other task is scored on the labels its references hold
         derived = task_name_from_path(run_dir)
         msd_task = find_task(derived) if derived else None
     if verbose:
-        print("evaluating %s against %s" % (os.path.join(run_dir, "validation_raw"), references), file=sys.stderr)
-    evaluate_folders(references, os.path.join(run_dir, "validation_raw"), labels=labels,
+        print("evaluating %s against %s" % (fold_predictions(run_dir), references), file=sys.stderr)
+    evaluate_folders(references, fold_predictions(run_dir), labels=labels,
                      tolerance_mm=tolerance_mm, out_dir=out_dir, num_processes=num_processes, task=msd_task,
                      only_predicted_cases=True, verbose=verbose)
     return out_dir

@@ -298,3 +298,20 @@ def test_residual_encoder_preset_pretrains_and_fine_tunes_with_its_own_plans(v2)
     assert "encoder.stem.convs.0.conv.weight" in loaded and any(".blocks.0.conv1." in k for k in loaded)
     assert "Pretrained weights: %s" % weights in log
     assert os.path.isfile(os.path.join(fold, "checkpoint_final.pth"))
+
+    # our comparison takes the two v2 fold folders as they are (validation/ scored against nnUNet_raw's labelsTr)
+    out = v2["root"] / "compare_plain_resenc"
+    run_stock([stock_command("nnUNet_genesis_compare"), "-a", v2["finetune_fold"], "-b", fold, "-o", out,
+               "-np", 1], env=env)
+    rows = (out / "eval_A" / "per_case.csv").read_text().splitlines()
+    validated = sorted(f for f in os.listdir(os.path.join(fold, "validation")) if f.endswith(".nii.gz"))
+    assert len(validated) == 1 and validated[0][:-len(".nii.gz")] in rows[1]   # fold 0 validates one case
+    assert (out / "compare.md").is_file() and (out / "compare.png").stat().st_size > 0
+
+
+def test_stock_find_best_configuration_takes_our_trainer(v2):
+    run_stock([stock_command("nnUNetv2_find_best_configuration"), TARGET_ID, "-c", "3d_fullres", "-tr", "GenesisV2_Tiny",
+               "-f", 0, "-np", 1], env=v2["env"])
+    with open(os.path.join(v2["folders"]["nnUNet_results"], TARGET, "inference_information.json")) as f:
+        best = json.load(f)["best_model_or_ensemble"]
+    assert best["selected_model_or_models"][0]["trainer"] == "GenesisV2_Tiny"

@@ -14,9 +14,9 @@ Each recipe trains, from the same initial weights (``--seed``), the network nnU-
 (Generic_UNet, output channels = input channels, no deep supervision), on batches of the plans'
 batch size: random crops of the plans' patch size from the training cases (a quarter patch of zero
 padding, like nnU-Net's data loader), random flips, then ``GenesisTransform`` (the published
-distortions). Not nnU-Net's rotation / scaling / elastic augmentation: that keeps the loop to one
-process, and it changes neither the network nor the learning problem. The recipes are
-``nnunet_genesis.recipes.RECIPES``.
+distortions, in the recipe's mix: ``Recipe.p_inpaint``, or ``--p-inpaint``). Not nnU-Net's rotation /
+scaling / elastic augmentation: that keeps the loop to one process, and it changes neither the
+network nor the learning problem. The recipes are ``nnunet_genesis.recipes.RECIPES``.
 """
 import argparse
 import os
@@ -32,7 +32,7 @@ sys.path.insert(0, REPO)
 from nnunet_genesis.atomic import write_json_atomic  # noqa: E402
 from nnunet_genesis.nnunet_v1 import layout  # noqa: E402
 from nnunet_genesis.pretraining import add_residual_output  # noqa: E402
-from nnunet_genesis.recipes import RECIPES, learning_rate, make_optimizer  # noqa: E402
+from nnunet_genesis.recipes import RECIPES, learning_rate, make_optimizer, transform_kwargs  # noqa: E402
 from nnunet_genesis.restoration import (DISTORTIONS, distorted_pairs, format_scores,  # noqa: E402
                                         restoration_verdict, score_pairs)
 from nnunet_genesis.score_checkpoint import ScoreError, load_prepared_cases  # noqa: E402
@@ -101,7 +101,8 @@ def make_restore(network):
     return restore
 
 
-def run_recipe(recipe, plans, stage, train_cases, pairs, checkpoints, seed, log, p_inpaint=0.2):
+def run_recipe(recipe, plans, stage, train_cases, pairs, checkpoints, seed, log, p_inpaint=None):
+    """``p_inpaint``: the training mix (None: the recipe's)."""
     from nnunet_genesis.transforms import GenesisTransform
     torch.manual_seed(seed)
     network = build_network(plans, stage)
@@ -110,7 +111,8 @@ def run_recipe(recipe, plans, stage, train_cases, pairs, checkpoints, seed, log,
     stage_plans = plans["plans_per_stage"][stage]
     patch_size, batch_size = [int(p) for p in stage_plans["patch_size"]], int(stage_plans["batch_size"])
     optimizer = make_optimizer(recipe, network.parameters())
-    transform = GenesisTransform(seed=seed, p_inpaint=p_inpaint)
+    transform = GenesisTransform(seed=seed, **transform_kwargs(recipe, None if p_inpaint is None else
+                                                                {"p_inpaint": p_inpaint}))
     rng = np.random.default_rng(seed)
     total = max(checkpoints)
     results, start, losses = {}, time.time(), []
@@ -152,9 +154,9 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write every score here")
-    parser.add_argument("--p-inpaint", type=float, default=0.2,
+    parser.add_argument("--p-inpaint", type=float, default=None,
                         help="share of painted patches that are in-painted rather than out-painted during training "
-                             "(published: 0.2); validation patches keep the published mix")
+                             "(default: the recipe's; published: 0.2); validation patches keep the published mix")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 

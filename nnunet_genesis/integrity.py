@@ -16,9 +16,11 @@ import zipfile
 from typing import Optional
 
 
-def _error_text(err):
-    """The informative end of an exception's message, one line."""
-    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+def error_text(err):
+    """The informative end of an exception's message, one line (ITK puts its reason in the last one or
+    two lines; SimpleITK's source-file prefix is dropped)."""
+    text = str(err).split("sitk::ERROR:")[-1]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return " ".join(lines[-2:])[-300:] if lines else type(err).__name__
 
 
@@ -35,7 +37,7 @@ def nifti_truncation(path) -> Optional[str]:
         with open(path, "rb") as f:
             compressed = f.read(2) == b"\x1f\x8b"    # by content: a plain file may be misnamed .gz
     except OSError as err:
-        return "cannot be opened (%s)" % _error_text(err)
+        return "cannot be opened (%s)" % error_text(err)
     opener = gzip.open if compressed else open
     try:
         with opener(path, "rb") as f:
@@ -47,7 +49,7 @@ def nifti_truncation(path) -> Optional[str]:
                     break
                 total += len(chunk)
     except (EOFError, OSError, gzip.BadGzipFile) as err:
-        return "truncated or damaged file (%s)" % _error_text(err)
+        return "truncated or damaged file (%s)" % error_text(err)
     for endian in "<>":
         if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
             dims = struct.unpack(endian + "8h", header[40:56])
@@ -85,5 +87,5 @@ def npz_problem(path) -> Optional[str]:
             for key in npz.files:
                 npz[key]   # decompresses and reads the whole array; a short file fails here
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError) as err:
-        return "truncated or damaged (%s: %s)" % (type(err).__name__, _error_text(err))
+        return "truncated or damaged (%s: %s)" % (type(err).__name__, error_text(err))
     return None

@@ -287,6 +287,22 @@ def record_restoration(pairs, network, history: list, epoch: int, iterations_don
     return entry
 
 
+def final_restoration_report(network, cases: Dict[str, np.ndarray], patch_size, make_genesis_transform,
+                             output_folder: str, iterations_done: int, min_iterations: int, recipe: str,
+                             log) -> Dict:
+    """What a pretraining trainer does when its training ends (v1 ``validate``, v2
+    ``perform_actual_validation``): :func:`restoration_report` of ``cases`` into ``output_folder``, the table
+    (and a collapse warning) in the ``log``. Returns the summary."""
+    from nnunet_genesis.restoration import collapse_warning, format_scores
+    summary = restoration_report(network, cases, patch_size, make_genesis_transform, output_folder,
+                                 iterations=iterations_done, min_iterations=min_iterations)
+    log("restoration of %d validation cases (central patches), recipe %s:\n%s"
+        % (len(summary["cases"]), recipe, format_scores(summary["scores"])))
+    if summary["collapse"]:
+        log(collapse_warning(summary["collapse"]))
+    return summary
+
+
 def write_restoration_preview(cases: Dict[str, np.ndarray], patch_size, make_genesis_transform, network,
                               output_folder: str, epoch: int) -> Optional[str]:
     """``PREVIEW_FILE`` (original / distorted / restored) of the central patch of the first of ``cases``

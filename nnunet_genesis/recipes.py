@@ -1,4 +1,4 @@
-"""Pretraining recipes: optimiser, learning-rate schedule and output form, as data.
+"""Pretraining recipes: optimiser, learning-rate schedule, output form and distortion mix, as data.
 
 One recipe is one row of ``RECIPES``; the pretraining trainer and its variants, and
 ``benchmarks/pretrain_learning.py`` (which measured them) read it from here. The schedule is a
@@ -15,10 +15,17 @@ with a residual it starts near the identity, which is already a good answer for 
 and in-painting, and it has only to learn what the distortion changed. ``zero_init_output`` sets the
 full-resolution output layer (``seg_outputs[-1]``, never transferred to fine-tuning) to zero, so
 training starts exactly at the identity.
+
+``p_inpaint``: of the training patches that are painted (90 %), the share that is in-painted rather
+than out-painted. Published: 0.2, so 72 % of all training patches are out-painted, mostly noise the
+network cannot predict. The per-distortion scores do not depend on it; the trainers' composite
+(validation loss and the composite row of their diagnostics) uses the training mix.
 """
 from dataclasses import asdict, dataclass
 
 import torch
+
+from nnunet_genesis.transforms import PUBLISHED_P_INPAINT
 
 POLY_EXPONENT = 0.9  # nnU-Net's poly_lr (nnunet/training/learning_rate/poly_lr.py)
 
@@ -35,6 +42,7 @@ class Recipe:
     schedule: str = "poly"    # "poly" or "constant"
     residual: bool = False
     zero_init_output: bool = False  # residual only: the full-resolution output layer starts at 0
+    p_inpaint: float = PUBLISHED_P_INPAINT  # painted training patches: share in-painted (see module doc)
     description: str = ""
 
     def as_dict(self):
@@ -48,6 +56,9 @@ RECIPES = {r.name: r for r in (
            description="Models Genesis as published: SGD lr 0.1, momentum 0.9"),
     Recipe("adamw", "adamw", 1e-3, weight_decay=1e-4, warmup=0.05,
            description="AdamW lr 1e-3, 5 % linear warm-up, poly decay"),
+    Recipe("adamw_inpaint", "adamw", 1e-3, weight_decay=1e-4, warmup=0.05, p_inpaint=0.8,
+           description="AdamW lr 1e-3, 5 % linear warm-up, poly decay; 80 % of painted training patches "
+                       "in-painted"),
     Recipe("adamw_residual", "adamw", 1e-3, weight_decay=1e-4, warmup=0.05, residual=True,
            description="AdamW lr 1e-3, 5 % linear warm-up, poly decay, residual output"),
     Recipe("adamw_identity_start", "adamw", 1e-3, weight_decay=1e-4, warmup=0.05, residual=True,
@@ -56,6 +67,16 @@ RECIPES = {r.name: r for r in (
     Recipe("sgd_residual", "sgd", 1e-2, momentum=0.99, nesterov=True, residual=True,
            description="nnU-Net's SGD with a residual output"),
 )}
+
+
+# the trainers' default, chosen by measurement (the README's "Does pretraining learn?")
+DEFAULT_RECIPE = "adamw_inpaint"
+
+
+def transform_kwargs(recipe: Recipe, overrides=None) -> dict:
+    """``GenesisTransform`` arguments for training with ``recipe`` (its distortion mix), then ``overrides``
+    (a trainer's ``genesis_transform_kwargs``) on top."""
+    return dict({"p_inpaint": recipe.p_inpaint}, **(overrides or {}))
 
 
 def learning_rate(recipe: Recipe, progress: float) -> float:

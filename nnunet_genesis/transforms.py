@@ -572,6 +572,10 @@ class OutPaintingTransform(_ChannelTransform):
         return list(windows)
 
 
+# Models Genesis: of the painted patches, 20 % in-painted and 80 % out-painted
+PUBLISHED_P_INPAINT = 0.2
+
+
 class GenesisTransform(GenesisRandomTransform):
     """The Models Genesis distortion: ``data`` (B, C, Z, Y, X) in; ``data`` = distorted and
     ``target`` = original (after the paired flip) out.
@@ -601,7 +605,7 @@ class GenesisTransform(GenesisRandomTransform):
                  nonlinear: Optional[NonLinearIntensityTransform] = None,
                  inpaint: Optional[InPaintingTransform] = None,
                  outpaint: Optional[OutPaintingTransform] = None,
-                 p_paint: float = 0.9, p_inpaint: float = 0.2,
+                 p_paint: float = 0.9, p_inpaint: float = PUBLISHED_P_INPAINT,
                  data_key: str = "data", target_key: str = "target", seed: SeedLike = None):
         super().__init__(seed, data_key)
         self.flip = flip if flip is not None else PairedFlipTransform()

@@ -40,7 +40,7 @@ from collections import OrderedDict
 
 from nnunet_genesis.atomic import write_json_atomic, write_pickle_atomic
 from nnunet_genesis.nnunet_v1 import layout
-from nnunet_genesis.unlabeled_cases import (CaseJob, _run_jobs, case_outputs, is_finished,  # noqa: F401
+from nnunet_genesis.unlabeled_cases import (CaseJob, run_case_jobs, case_outputs, is_finished,  # noqa: F401
                                             prepare_case, source_signature, unfinished_reason, write_raw_channels)
 from nnunet_genesis.unlabeled_discovery import (IMAGE_EXTENSIONS, Case, Channel, Discovery,  # noqa: F401
                                                 PrepareError, _describe_channel, discover_cases)
@@ -138,7 +138,7 @@ def _dataset_json(task_name, target_task_name, target_dataset_json, case_ids):
     ])
 
 
-def _write_json(obj, path):
+def write_report_json(obj, path):
     write_json_atomic(json.loads(json.dumps(obj, default=str)), path)
 
 
@@ -217,7 +217,7 @@ def prepare_pretraining_task(target, sources, task_id, num_processes=2, overwrit
     discovery = discover_cases(sources, num_modalities, channels, exclude_folder=os.path.join(raw_base, task_name),
                                target_modalities=target_modalities)
     if not discovery.cases:
-        _print_skipped(discovery.skipped)
+        print_skipped(discovery.skipped)
         raise PrepareError("nothing usable in the sources (%d file(s) skipped): %s"
                            % (len(discovery.skipped), ", ".join(sources)))
 
@@ -237,7 +237,7 @@ def prepare_pretraining_task(target, sources, task_id, num_processes=2, overwrit
             for c in discovery.cases if c.case_id not in done_before]
     print("%s: %d case(s) to prepare, %d already prepared, %d file(s) skipped"
           % (task_name, len(jobs), len(done_before), len(discovery.skipped)))
-    failures = dict((cid, err) for cid, err in _run_jobs(jobs, num_processes) if err is not None)
+    failures = dict((cid, err) for cid, err in run_case_jobs(jobs, num_processes) if err is not None)
 
     cases, skipped = case_entries(discovery, failures, done_before)
     known = {c["case_id"] for c in cases}
@@ -253,14 +253,14 @@ def prepare_pretraining_task(target, sources, task_id, num_processes=2, overwrit
         ("next_command", next_command(task_name, plans_identifier)),
     ])
     if not cases:
-        _write_json(report, os.path.join(raw_dir, REPORT_NAME))
-        _print_skipped(skipped)
+        write_report_json(report, os.path.join(raw_dir, REPORT_NAME))
+        print_skipped(skipped)
         raise PrepareError("nothing usable in the sources: every case failed (see %s)"
                            % os.path.join(raw_dir, REPORT_NAME))
 
     _write_task_files(report, target_plans, target_task_name, plans_identifier, cropped_dir, preprocessed_dir,
                       raw_dir, preprocessed_base)
-    _print_summary(report)
+    print_summary(report)
     return dict(report)
 
 
@@ -274,7 +274,7 @@ def _write_task_files(report, target_plans, target_task_name, plans_identifier, 
     dataset_json = _dataset_json(report["task_name"], target_task_name, target_dataset_json, all_ids)
     cropped_npz = [os.path.join(cropped_dir, c + ".npz") for c in all_ids]
     for folder in (raw_dir, preprocessed_dir):
-        _write_json(dataset_json, os.path.join(folder, "dataset.json"))
+        write_report_json(dataset_json, os.path.join(folder, "dataset.json"))
     # the intensity properties used for normalisation are the target's: keep the fingerprint they came from
     write_pickle_atomic(target_plans["dataset_properties"], os.path.join(preprocessed_dir, "dataset_properties.pkl"))
     for dims in (3, 2):
@@ -285,22 +285,22 @@ def _write_task_files(report, target_plans, target_task_name, plans_identifier, 
                                   target_task_name, target_plans_file)
         write_pickle_atomic(plans, layout.plans_file(preprocessed_dir, plans_identifier, dims))
     for folder in (raw_dir, preprocessed_dir):
-        _write_json(report, os.path.join(folder, REPORT_NAME))
+        write_report_json(report, os.path.join(folder, REPORT_NAME))
 
 
-def _print_skipped(skipped):
+def print_skipped(skipped):
     for item in skipped:
         print("  skipped %s: %s" % (item["file"], item["reason"]))
 
 
-def _print_summary(report, name=None):
+def print_summary(report, name=None):
     """What was prepared, skipped and warned about, where the report is and the next command (``name``: the
     task's, or the v2 dataset's)."""
     new = sum(c["status"] == "prepared" for c in report["cases"])
     print("\n%s: %d case(s) ready (%d new, %d already prepared), %d skipped"
           % (name or report["task_name"], len(report["cases"]), new, len(report["cases"]) - new,
              len(report["skipped"])))
-    _print_skipped(report["skipped"])
+    print_skipped(report["skipped"])
     for warning in report["warnings"]:
         print("  warning: " + warning)
     print("report: %s" % os.path.join(report["preprocessed_dir"], REPORT_NAME))

@@ -20,8 +20,8 @@ from typing import Sequence
 import SimpleITK as sitk
 
 from nnunet_genesis.atomic import as_write_error, atomic_write, is_write_failure, write_pickle_atomic
-from nnunet_genesis.integrity import nifti_truncation, npz_problem
-from nnunet_genesis.unlabeled_discovery import Case, Channel, PrepareError, _error_text
+from nnunet_genesis.integrity import error_text, nifti_truncation, npz_problem
+from nnunet_genesis.unlabeled_discovery import Case, Channel, PrepareError
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -178,12 +178,12 @@ def prepare_case(job: CaseJob):
                 os.remove(path)
         if is_write_failure(err):   # no space, size limit, read-only: not the file's fault; it would fail every case
             raise as_write_error(err, job.stage_dir) from None
-        reason = _error_text(err) if isinstance(err, PrepareError) else \
-            "%s: %s" % (type(err).__name__, _error_text(err))
+        reason = error_text(err) if isinstance(err, PrepareError) else \
+            "%s: %s" % (type(err).__name__, error_text(err))
         return case.case_id, reason
 
 
-def _run_jobs(jobs, num_processes, worker=prepare_case):
+def run_case_jobs(jobs, num_processes, worker=prepare_case):
     """``worker(job)`` for every job (in ``num_processes`` processes) with a progress bar; the results in
     completion order.  ``worker`` is v1's :func:`prepare_case` unless another nnU-Net version's is given."""
     from tqdm import tqdm

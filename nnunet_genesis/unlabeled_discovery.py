@@ -16,6 +16,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import SimpleITK as sitk
 
+from nnunet_genesis.integrity import error_text
+
 IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".mhd", ".mha", ".nrrd", ".nhdr")
 _MODALITY_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})\.nii\.gz$")
 
@@ -195,7 +197,7 @@ def _inspect_case(case_id, files, channels_wanted, expected_channels):
         try:
             header = _read_header(path)
         except RuntimeError as err:
-            return None, (path, "unreadable: %s" % _error_text(err))
+            return None, (path, "unreadable: %s" % error_text(err))
         dim, shape = header.GetDimension(), header.GetSize()
         components = header.GetNumberOfComponents()
         if dim == 4 and components == 1:
@@ -227,13 +229,6 @@ def _describe_channel(channel: Channel):
     """'x.nii.gz' for a whole file, 'x.nii.gz[1]' for volume/component 1 of a 4D/multi-component file."""
     name = os.path.basename(channel.path)
     return name if channel.index is None else "%s[%d]" % (name, channel.index)
-
-
-def _error_text(err):
-    """The informative end of an error message (ITK puts its reason in the last one or two lines)."""
-    text = str(err).split("sitk::ERROR:")[-1]    # drop SimpleITK's source-file prefix
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return " ".join(lines[-2:])[-300:] if lines else type(err).__name__
 
 
 def discover_cases(sources: Sequence[str], expected_channels: int, channels: Optional[Sequence[int]] = None,

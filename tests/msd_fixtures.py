@@ -87,6 +87,20 @@ def make_ct_case(rng, shape=None):
     return np.round(image).astype(np.int16), label
 
 
+def write_unusual_sources(folder):
+    """Into ``folder``: ``luna_like.mhd``/``.raw`` (a CT-like volume in LUNA16's MetaImage format, spacing
+    0.8 x 0.8 x 2.5 mm, not the Decathlon's) and ``corrupt.nii.gz`` (random bytes). Returns the volume
+    (x, y, z), for callers that write damaged copies of it."""
+    import SimpleITK as sitk
+    image, _ = make_ct_case(np.random.default_rng(7), shape=(44, 46, 20))
+    mhd = sitk.GetImageFromArray(image.transpose(2, 1, 0))   # (x, y, z) -> SimpleITK's (z, y, x)
+    mhd.SetSpacing((0.8, 0.8, 2.5))
+    sitk.WriteImage(mhd, os.path.join(str(folder), "luna_like.mhd"))
+    with open(os.path.join(str(folder), "corrupt.nii.gz"), "wb") as f:
+        f.write(np.random.default_rng(1).bytes(3000))
+    return image
+
+
 def make_mri_case(rng, shape=None):
     """One 2-channel MRI-like case: (image (x, y, z, 2) float32, label map uint8 (x, y, z)).
 

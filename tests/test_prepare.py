@@ -9,10 +9,9 @@ import pickle
 import nibabel as nib
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
 from tests.conftest import run_stock, stock_command, subprocess_env
-from tests.msd_fixtures import make_ct_case
+from tests.msd_fixtures import make_ct_case, write_unusual_sources
 
 CT_PRETRAIN_ID = 911
 PLANS = "nnUNetPlansv2.1"
@@ -38,11 +37,7 @@ def _load_pickle(path):
 def extra_source(tmp_path_factory):
     """A plain folder: a LUNA16-like .mhd/.raw CT volume, a corrupt and a truncated .nii.gz, and a 2D image."""
     folder = tmp_path_factory.mktemp("extra_source")
-    image, _ = make_ct_case(np.random.default_rng(7), shape=(44, 46, 20))
-    mhd = sitk.GetImageFromArray(image.transpose(2, 1, 0))   # (x, y, z) -> SimpleITK's (z, y, x)
-    mhd.SetSpacing((0.8, 0.8, 2.5))
-    sitk.WriteImage(mhd, str(folder / "luna_like.mhd"))
-    (folder / "corrupt.nii.gz").write_bytes(np.random.default_rng(1).bytes(3000))
+    image = write_unusual_sources(folder)
     good = str(folder / "good_then_truncated.nii.gz")
     nib.save(nib.Nifti1Image(image, np.diag([1.0, 1.0, 2.0, 1.0])), good)
     with open(good, "rb") as f:

@@ -15,11 +15,10 @@ import sys
 import nibabel as nib
 import numpy as np
 import pytest
-import SimpleITK as sitk
 
 from nnunet_genesis.nnunet_v2 import layout
 from tests.conftest import run_stock, stock_command, subprocess_env
-from tests.msd_fixtures import make_ct_case, write_ct_task
+from tests.msd_fixtures import write_ct_task, write_unusual_sources
 
 TARGET_ID, PRETRAIN_ID = 961, 962
 TARGET_NAME, PRETRAIN_NAME = "Dataset961_FakeCT", "Dataset962_GenesisFakeCT"
@@ -92,11 +91,7 @@ def target(v2_folders, tmp_path_factory):
 def extra_source(tmp_path_factory):
     """A plain folder: a LUNA16-like .mhd/.raw CT volume (other spacing), a corrupt and a truncated .nii.gz."""
     folder = tmp_path_factory.mktemp("extra_v2")
-    image, _ = make_ct_case(np.random.default_rng(7), shape=(44, 46, 20))
-    mhd = sitk.GetImageFromArray(image.transpose(2, 1, 0))   # (x, y, z) -> SimpleITK's (z, y, x)
-    mhd.SetSpacing((0.8, 0.8, 2.5))
-    sitk.WriteImage(mhd, str(folder / "luna_like.mhd"))
-    (folder / "corrupt.nii.gz").write_bytes(np.random.default_rng(1).bytes(3000))
+    image = write_unusual_sources(folder)
     nib.save(nib.Nifti1Image(image, np.diag([1.0, 1.0, 2.0, 1.0])), str(folder / "truncated.nii.gz"))
     with open(str(folder / "truncated.nii.gz"), "r+b") as f:   # an interrupted copy: the header reads, data do not
         f.truncate(os.path.getsize(str(folder / "truncated.nii.gz")) // 2)

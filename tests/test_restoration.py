@@ -207,3 +207,33 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path):
     with pytest.raises(OSError, match="No space"):
         atomic_write(path, failing)
     assert open(path, "rb").read() == before and os.listdir(tmp_path) == ["summary.json"]
+
+
+def _inpainted_share(transform, n=300, side=24):
+    """Share of ``n`` painted patches that were in-painted: in-painting boxes and out-painting windows both
+    lie inside the patch, so only out-painting replaces the corner voxel."""
+    data = np.random.default_rng(3).uniform(0.1, 1.0, (n, 1, side, side, side)).astype(np.float32)
+    distorted = transform(data=data.copy())["data"]
+    return float(np.mean(distorted[:, 0, 0, 0, 0] == data[:, 0, 0, 0, 0]))
+
+
+def test_the_recipe_sets_the_share_of_in_painted_training_patches(ct_task, tmp_path):
+    from nnunet_genesis.recipes import DEFAULT_RECIPE, transform_kwargs
+    from nnunet_genesis.trainers import nnUNetTrainerV2_GenesisPretrain, nnUNetTrainerV2_GenesisPretrain_AdamW
+    from nnunet_genesis.transforms import (PUBLISHED_P_INPAINT, GenesisTransform, LocalPixelShuffleTransform,
+                                           NonLinearIntensityTransform, PairedFlipTransform)
+    assert transform_kwargs(RECIPES["adamw"]) == {"p_inpaint": PUBLISHED_P_INPAINT}
+    assert transform_kwargs(RECIPES["adamw_inpaint"], {"p_inpaint": 0.5, "p_paint": 1.0}) == \
+        {"p_inpaint": 0.5, "p_paint": 1.0}     # a trainer's genesis_transform_kwargs win over the recipe
+    default = _pretrainer(nnUNetTrainerV2_GenesisPretrain, ct_task, tmp_path / "default")
+    published_mix = _pretrainer(nnUNetTrainerV2_GenesisPretrain_AdamW, ct_task, tmp_path / "adamw")
+    assert default.genesis_recipe == DEFAULT_RECIPE
+    assert default.make_genesis_transform(0).p_inpaint == RECIPES[DEFAULT_RECIPE].p_inpaint == 0.8
+    assert published_mix.make_genesis_transform(0).p_inpaint == PUBLISHED_P_INPAINT
+    # what the transform draws: painting only, 300 patches; binomial sd 0.023 at 0.8, 0.023 at 0.2
+    for p_inpaint in (RECIPES[DEFAULT_RECIPE].p_inpaint, PUBLISHED_P_INPAINT):
+        painting_only = GenesisTransform(flip=PairedFlipTransform(p_per_round=0.0),
+                                         shuffle=LocalPixelShuffleTransform(p_per_channel=0.0),
+                                         nonlinear=NonLinearIntensityTransform(p_per_channel=0.0),
+                                         p_paint=1.0, p_inpaint=p_inpaint, seed=0)
+        assert abs(_inpainted_share(painting_only) - p_inpaint) < 0.08

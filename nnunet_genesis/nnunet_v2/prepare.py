@@ -39,11 +39,12 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from nnunet_genesis.atomic import as_write_error, is_write_failure, make_dirs
+from nnunet_genesis.integrity import error_text
 from nnunet_genesis.nnunet_v2 import layout
-from nnunet_genesis.unlabeled import (REPORT_NAME, _print_skipped, _print_summary, _write_json, case_entries,
-                                      finished_case_ids, run_warnings)
-from nnunet_genesis.unlabeled_cases import _run_jobs, source_signature, write_raw_channels
-from nnunet_genesis.unlabeled_discovery import Case, PrepareError, _error_text, discover_cases
+from nnunet_genesis.unlabeled import (REPORT_NAME, case_entries, finished_case_ids, print_skipped, print_summary,
+                                      run_warnings, write_report_json)
+from nnunet_genesis.unlabeled_cases import run_case_jobs, source_signature, write_raw_channels
+from nnunet_genesis.unlabeled_discovery import Case, PrepareError, discover_cases
 
 PRETRAIN_TRAINER = "nnUNetTrainer_GenesisPretrain"
 DEFAULT_PLANS_IDENTIFIER = layout.DEFAULT_PLANS_IDENTIFIER
@@ -166,7 +167,7 @@ def b2nd_problem(path):
     try:
         blosc2.open(urlpath=path, mode="r", dparams={"nthreads": 1})[...]
     except Exception as err:   # blosc2 raises several types for a cut or damaged file
-        return "truncated or damaged (%s: %s)" % (type(err).__name__, _error_text(err))
+        return "truncated or damaged (%s: %s)" % (type(err).__name__, error_text(err))
     return None
 
 
@@ -248,8 +249,8 @@ def prepare_case(job: CaseJob):
         remove_case(case.case_id, job.data_dir)
         if is_write_failure(err):   # no space, size limit, read-only: not the file's fault; it would fail every case
             raise as_write_error(err, job.data_dir) from None
-        reason = _error_text(err) if isinstance(err, PrepareError) else \
-            "%s: %s" % (type(err).__name__, _error_text(err))
+        reason = error_text(err) if isinstance(err, PrepareError) else \
+            "%s: %s" % (type(err).__name__, error_text(err))
         return case.case_id, reason
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -297,7 +298,7 @@ def prepare_pretraining_dataset(target, sources, dataset_id, num_processes=2, ov
     discovery = discover_cases(sources, len(channel_names), channels, exclude_folder=dataset_dir,
                                target_modalities=channel_names)
     if not discovery.cases:
-        _print_skipped(discovery.skipped)
+        print_skipped(discovery.skipped)
         raise PrepareError("nothing usable in the sources (%d file(s) skipped): %s"
                            % (len(discovery.skipped), ", ".join(sources)))
     make_dirs(data_dir)
@@ -308,7 +309,7 @@ def prepare_pretraining_dataset(target, sources, dataset_id, num_processes=2, ov
             for c in discovery.cases if c.case_id not in done_before]
     print("%s: %d case(s) to prepare, %d already prepared, %d file(s) skipped"
           % (dataset_name, len(jobs), len(done_before), len(discovery.skipped)))
-    failures = dict((cid, err) for cid, err in _run_jobs(jobs, num_processes, worker=prepare_case) if err is not None)
+    failures = dict((cid, err) for cid, err in run_case_jobs(jobs, num_processes, worker=prepare_case) if err is not None)
 
     cases, skipped = case_entries(discovery, failures, done_before)
     from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2   # the cases nnU-Net will see
@@ -328,12 +329,12 @@ def prepare_pretraining_dataset(target, sources, dataset_id, num_processes=2, ov
         ("next_command", next_command(dataset_id, plans_identifier, configuration)),
     ])
     if not cases:
-        _write_json(report, os.path.join(dataset_dir, REPORT_NAME))
-        _print_skipped(skipped)
+        write_report_json(report, os.path.join(dataset_dir, REPORT_NAME))
+        print_skipped(skipped)
         raise PrepareError("nothing usable in the sources: every case failed (see %s)"
                            % os.path.join(dataset_dir, REPORT_NAME))
     _write_dataset_files(report, target_, configuration)
-    _print_summary(report, dataset_name)
+    print_summary(report, dataset_name)
     return dict(report)
 
 
@@ -341,9 +342,9 @@ def _write_dataset_files(report, target: Target, configuration):
     """Plans, dataset.json, the target's fingerprint and the report (each atomically)."""
     dataset_dir = report["preprocessed_dir"]
     all_ids = sorted({c["case_id"] for c in report["cases"]} | set(report["stale_cases"]))
-    _write_json(pretraining_plans(target, report["dataset_name"], configuration),
+    write_report_json(pretraining_plans(target, report["dataset_name"], configuration),
                 layout.plans_file(dataset_dir, report["plans_identifier"]))
-    _write_json(pretraining_dataset_json(target, report["dataset_name"], all_ids),
+    write_report_json(pretraining_dataset_json(target, report["dataset_name"], all_ids),
                 layout.dataset_json_file(dataset_dir))
-    _write_json(layout.load_json(layout.fingerprint_file(target.folder)), layout.fingerprint_file(dataset_dir))
-    _write_json(report, os.path.join(dataset_dir, REPORT_NAME))
+    write_report_json(layout.load_json(layout.fingerprint_file(target.folder)), layout.fingerprint_file(dataset_dir))
+    write_report_json(report, os.path.join(dataset_dir, REPORT_NAME))

@@ -14,8 +14,8 @@ Pretraining, against ``nnUNetTrainer``: the plans' network (``build_network_arch
 ResEnc, ...) with one output channel per input channel and deep supervision off; v2's data loader and
 spatial augmentation, then the Genesis distortions (no intensity augmentation, no mirroring, no
 foreground oversampling; ``nnunet_genesis/pretraining.py`` says why); target = the undistorted patch,
-MSE; the recipe's optimiser (``genesis_recipe``, default ``"adamw"``), its rate set before every
-iteration. nnU-Net's "pseudo Dice" (``progress.png``, the EMA that picks ``checkpoint_best.pth``) is the
+MSE; the recipe's optimiser and distortion mix (``genesis_recipe``, default ``recipes.DEFAULT_RECIPE``),
+its rate set before every iteration. nnU-Net's "pseudo Dice" (``progress.png``, the EMA that picks ``checkpoint_best.pth``) is the
 validation batches' R^2. Every ``genesis_diagnostics_every`` epochs the per-distortion scores against
 the identity and mean baselines (log table, ``restoration_history.json``, ``restoration_progress.png``,
 COLLAPSE warning), ``restoration_preview.png`` every ``genesis_preview_every`` epochs, and at the end
@@ -44,10 +44,10 @@ from nnunet_genesis.finetuning import (TRANSFERRED, FineTuneSettings, parameter_
 from nnunet_genesis.nnunet_v2.transforms import GenesisRestorationTransform
 from nnunet_genesis.pretrained_weights_handlers import register_pretrained_weights_handler
 from nnunet_genesis.pretraining import (RestorationAccumulator, RestorationLoss, add_residual_output,
-                                        load_restoration_history, record_restoration, restoration_report,
+                                        load_restoration_history, record_restoration, final_restoration_report,
                                         validation_pairs, write_restoration_preview)
-from nnunet_genesis.recipes import RECIPES, learning_rate, make_optimizer
-from nnunet_genesis.restoration import COLLAPSE_MIN_ITERATIONS, collapse_warning, format_scores
+from nnunet_genesis.recipes import DEFAULT_RECIPE, RECIPES, learning_rate, make_optimizer, transform_kwargs
+from nnunet_genesis.restoration import COLLAPSE_MIN_ITERATIONS
 
 
 __all__ = ["nnUNetTrainer_GenesisPretrain", "nnUNetTrainer_GenesisPretrain_NnUNetSGD",
@@ -75,10 +75,22 @@ class RecipeLRSchedule:
         return lr
 
 
+def spatial_augmentation(patch_size, rotation_for_DA, do_dummy_2d_data_aug) -> list:
+    """The spatial part of stock ``nnUNetTrainer.get_training_transforms`` (Convert3DTo2D, SpatialTransform,
+    Convert2DTo3D, in its order and with its settings): the stock pipeline is built and the rest dropped."""
+    stock = nnUNetTrainer.get_training_transforms(patch_size, rotation_for_DA, None, None, do_dummy_2d_data_aug)
+    spatial = [t for t in stock.transforms
+               if isinstance(t, (Convert3DTo2DTransform, SpatialTransform, Convert2DTo3DTransform))]
+    if not any(isinstance(t, SpatialTransform) for t in spatial):
+        raise RuntimeError("nnUNetTrainer.get_training_transforms has no SpatialTransform: this nnunetv2 "
+                           "release is not supported by nnUNetTrainer_GenesisPretrain")
+    return spatial
+
+
 class nnUNetTrainer_GenesisPretrain(nnUNetTrainer):
     """``nnUNetv2_train DatasetMMM 3d_fullres all -tr nnUNetTrainer_GenesisPretrain`` (see module doc)."""
-    genesis_recipe = "adamw"          # a key of nnunet_genesis.recipes.RECIPES
-    genesis_transform_kwargs = {}     # GenesisTransform arguments (defaults: the published values)
+    genesis_recipe = DEFAULT_RECIPE   # a key of nnunet_genesis.recipes.RECIPES (measured: see the README)
+    genesis_transform_kwargs = {}     # GenesisTransform arguments, over the recipe's mix and the published values
     genesis_preview_every = 50        # epochs, like nnU-Net's checkpoint interval
     genesis_diagnostics_every = 1     # epochs between per-distortion scores (log, history, plot)
     genesis_diagnostic_cases = 4      # validation cases whose central patches are scored every epoch
@@ -101,7 +113,7 @@ class nnUNetTrainer_GenesisPretrain(nnUNetTrainer):
 
     def make_genesis_transform(self, seed):
         from nnunet_genesis.transforms import GenesisTransform
-        return GenesisTransform(seed=seed, **self.genesis_transform_kwargs)
+        return GenesisTransform(seed=seed, **transform_kwargs(self.recipe, self.genesis_transform_kwargs))
 
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels,
@@ -138,20 +150,11 @@ class nnUNetTrainer_GenesisPretrain(nnUNetTrainer):
     def get_training_transforms(self, patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes,
                                 do_dummy_2d_data_aug, use_mask_for_norm=None, is_cascaded=False,
                                 foreground_labels=None, regions=None, ignore_label=None):
-        """nnUNetTrainer.get_training_transforms: its spatial augmentation (same SpatialTransform
-        settings, same dummy-2D wiring), then the Genesis distortions (fresh entropy per worker)."""
-        transforms = []
-        if do_dummy_2d_data_aug:
-            transforms.append(Convert3DTo2DTransform())
-        transforms.append(SpatialTransform(
-            patch_size[1:] if do_dummy_2d_data_aug else patch_size, patch_center_dist_from_border=0,
-            random_crop=False, p_elastic_deform=0, p_rotation=0.2, rotation=rotation_for_DA, p_scaling=0.2,
-            scaling=(0.7, 1.4), p_synchronize_scaling_across_axes=1, bg_style_seg_sampling=False,
-            border_mode_seg="constant", padding_value_seg=-1))
-        if do_dummy_2d_data_aug:
-            transforms.append(Convert2DTo3DTransform())
-        transforms.append(GenesisRestorationTransform(self.make_genesis_transform(None)))
-        return ComposeTransforms(transforms)
+        """nnUNetTrainer.get_training_transforms' spatial augmentation (its SpatialTransform and dummy-2D
+        wiring, taken from the stock pipeline, so its settings stay nnU-Net's), then the Genesis distortions
+        (fresh entropy per worker) instead of its intensity augmentation, mirroring and label handling."""
+        return ComposeTransforms(spatial_augmentation(patch_size, rotation_for_DA, do_dummy_2d_data_aug)
+                                 + [GenesisRestorationTransform(self.make_genesis_transform(None))])
 
     def get_validation_transforms(self, deep_supervision_scales, is_cascaded=False, foreground_labels=None,
                                   regions=None, ignore_label=None):
@@ -241,21 +244,22 @@ class nnUNetTrainer_GenesisPretrain(nnUNetTrainer):
         if self.local_rank != 0:
             return None
         self.network.eval()
-        summary = restoration_report(self.plain_network, self._validation_volumes(self.genesis_validation_cases),
-                                     self.configuration_manager.patch_size, self.make_genesis_transform,
-                                     join(self.output_folder, self.genesis_validation_folder),
-                                     iterations=self.current_epoch * self.num_iterations_per_epoch,
-                                     min_iterations=self.genesis_collapse_min_iterations)
-        self.print_to_log_file("restoration of %d validation cases (central patches), recipe %s:\n%s"
-                               % (len(summary["cases"]), self.genesis_recipe, format_scores(summary["scores"])))
-        if summary["collapse"]:
-            self.print_to_log_file(collapse_warning(summary["collapse"]))
-        return summary
+        return final_restoration_report(self.plain_network, self._validation_volumes(self.genesis_validation_cases),
+                                        self.configuration_manager.patch_size, self.make_genesis_transform,
+                                        join(self.output_folder, self.genesis_validation_folder),
+                                        self.current_epoch * self.num_iterations_per_epoch,
+                                        self.genesis_collapse_min_iterations, self.genesis_recipe,
+                                        self.print_to_log_file)
 
 
 class nnUNetTrainer_GenesisPretrain_NnUNetSGD(nnUNetTrainer_GenesisPretrain):
     """nnU-Net's SGD (lr 0.01, Nesterov momentum 0.99, poly decay), direct output."""
     genesis_recipe = "nnunet_sgd"
+
+
+class nnUNetTrainer_GenesisPretrain_AdamW(nnUNetTrainer_GenesisPretrain):
+    """AdamW with warm-up and poly decay, direct output, the published distortion mix."""
+    genesis_recipe = "adamw"
 
 
 class nnUNetTrainer_GenesisPretrain_Residual(nnUNetTrainer_GenesisPretrain):

@@ -7,6 +7,7 @@ from nnunet_genesis.trainers.genesis_finetune import (nnUNetTrainerV2_Genesis, n
                                                       nnUNetTrainerV2_GenesisEncoder,
                                                       nnUNetTrainerV2_GenesisEncoderDecoder)
 from nnunet_genesis.trainers.genesis_pretrain import (nnUNetTrainerV2_GenesisPretrain,
+                                                      nnUNetTrainerV2_GenesisPretrain_AdamW,
                                                       nnUNetTrainerV2_GenesisPretrain_Residual,
                                                       nnUNetTrainerV2_GenesisPretrain_DDP,
                                                       nnUNetTrainerV2_GenesisPretrain_NnUNetSGD,
@@ -14,6 +15,7 @@ from nnunet_genesis.trainers.genesis_pretrain import (nnUNetTrainerV2_GenesisPre
 
 __all__ = ["nnUNetTrainerV2_Genesis", "nnUNetTrainerV2_GenesisEncoder", "nnUNetTrainerV2_GenesisEncoderDecoder",
            "nnUNetTrainerV2_Genesis_DDP",
-           "nnUNetTrainerV2_GenesisPretrain", "nnUNetTrainerV2_GenesisPretrain_Published",
+           "nnUNetTrainerV2_GenesisPretrain", "nnUNetTrainerV2_GenesisPretrain_AdamW",
+           "nnUNetTrainerV2_GenesisPretrain_Published",
            "nnUNetTrainerV2_GenesisPretrain_NnUNetSGD", "nnUNetTrainerV2_GenesisPretrain_Residual",
            "nnUNetTrainerV2_GenesisPretrain_DDP"]

@@ -12,7 +12,8 @@ Optimiser, schedule and output form come from a recipe (``nnunet_genesis/recipes
 measurement (``benchmarks/pretrain_learning.py``, see the README): ``genesis_recipe``. The learning
 rate is set before every training iteration (a warm-up shorter than an epoch works), from the
 progress ``(epoch + batch / batches per epoch) / max_num_epochs``. Variants:
-``nnUNetTrainerV2_GenesisPretrain_NnUNetSGD`` (nnU-Net's SGD, the former default),
+``nnUNetTrainerV2_GenesisPretrain_NnUNetSGD`` (nnU-Net's SGD, the first default),
+``nnUNetTrainerV2_GenesisPretrain_AdamW`` (the default's optimiser with the published distortion mix),
 ``nnUNetTrainerV2_GenesisPretrain_Residual`` (residual output) and
 ``nnUNetTrainerV2_GenesisPretrain_Published`` (SGD lr 0.1, momentum 0.9, constant rate, early
 stopping after 20 epochs without improvement). 1000 epochs x 250 iterations, as nnU-Net.
@@ -40,17 +41,17 @@ from nnunet.training.network_training.nnUNetTrainerV2_DDP import nnUNetTrainerV2
 
 from nnunet_genesis.pretraining import (RestorationAccumulator, RestorationLoss, add_residual_output,
                                         genesis_augmentation, load_restoration_history, record_restoration,
-                                        restoration_report, validation_pairs, write_restoration_preview)
-from nnunet_genesis.recipes import RECIPES, learning_rate, make_optimizer
-from nnunet_genesis.restoration import COLLAPSE_MIN_ITERATIONS, collapse_warning, format_scores
+                                        final_restoration_report, validation_pairs, write_restoration_preview)
+from nnunet_genesis.recipes import DEFAULT_RECIPE, RECIPES, learning_rate, make_optimizer, transform_kwargs
+from nnunet_genesis.restoration import COLLAPSE_MIN_ITERATIONS
 from nnunet_genesis.trainers.ddp import CpuCapableDDPMixin
 from nnunet_genesis.trainers.base import GenesisTrainerBase
 
 
 
 class GenesisPretrainMixin(GenesisTrainerBase):
-    genesis_recipe = "adamw"  # a key of nnunet_genesis.recipes.RECIPES (measured: see the README)
-    genesis_transform_kwargs = {}     # GenesisTransform arguments (defaults: the published values)
+    genesis_recipe = DEFAULT_RECIPE  # a key of nnunet_genesis.recipes.RECIPES (measured: see the README)
+    genesis_transform_kwargs = {}     # GenesisTransform arguments, over the recipe's mix and the published values
     genesis_preview_every = 50        # epochs, like nnU-Net's checkpoint interval
     genesis_diagnostics_every = 1     # epochs between per-distortion scores (log, history, plot)
     genesis_diagnostic_cases = 4      # validation cases whose central patches are scored every epoch
@@ -65,7 +66,7 @@ class GenesisPretrainMixin(GenesisTrainerBase):
 
     def make_genesis_transform(self, seed):
         from nnunet_genesis.transforms import GenesisTransform
-        return GenesisTransform(seed=seed, **self.genesis_transform_kwargs)
+        return GenesisTransform(seed=seed, **transform_kwargs(self.recipe, self.genesis_transform_kwargs))
 
     # --- what the network predicts ----------------------------------------------------------
     def process_plans(self, plans):
@@ -188,16 +189,11 @@ class GenesisPretrainMixin(GenesisTrainerBase):
         """Replaces nnU-Net's segmentation export (``nnUNet_train`` calls it after training)."""
         if getattr(self, "local_rank", 0) != 0:
             return None
-        summary = restoration_report(self.plain_network, self._validation_volumes(self.genesis_validation_cases),
-                                     self.patch_size, self.make_genesis_transform,
-                                     join(self.output_folder, self.genesis_validation_folder),
-                                     iterations=self.iterations_done(),
-                                     min_iterations=self.genesis_collapse_min_iterations)
-        self.print_to_log_file("restoration of %d validation cases (central patches), recipe %s:\n%s"
-                               % (len(summary["cases"]), self.genesis_recipe, format_scores(summary["scores"])))
-        if summary["collapse"]:
-            self.print_to_log_file(collapse_warning(summary["collapse"]))
-        return summary
+        return final_restoration_report(self.plain_network, self._validation_volumes(self.genesis_validation_cases),
+                                        self.patch_size, self.make_genesis_transform,
+                                        join(self.output_folder, self.genesis_validation_folder),
+                                        self.iterations_done(), self.genesis_collapse_min_iterations,
+                                        self.genesis_recipe, self.print_to_log_file)
 
 
 class nnUNetTrainerV2_GenesisPretrain(GenesisPretrainMixin, nnUNetTrainerV2):
@@ -205,8 +201,14 @@ class nnUNetTrainerV2_GenesisPretrain(GenesisPretrainMixin, nnUNetTrainerV2):
 
 
 class nnUNetTrainerV2_GenesisPretrain_NnUNetSGD(nnUNetTrainerV2_GenesisPretrain):
-    """nnU-Net's SGD (lr 0.01, Nesterov momentum 0.99, poly decay), direct output: the former default."""
+    """nnU-Net's SGD (lr 0.01, Nesterov momentum 0.99, poly decay), direct output: the first default."""
     genesis_recipe = "nnunet_sgd"
+
+
+class nnUNetTrainerV2_GenesisPretrain_AdamW(nnUNetTrainerV2_GenesisPretrain):
+    """AdamW with warm-up and poly decay, direct output, the published distortion mix (20 % of the painted
+    patches in-painted): the default before the mix was measured."""
+    genesis_recipe = "adamw"
 
 
 class nnUNetTrainerV2_GenesisPretrain_Residual(nnUNetTrainerV2_GenesisPretrain):

@@ -86,7 +86,8 @@ def score_checkpoint(weights: str, task: str, output_folder: str, max_cases: int
     recorded = residual_from_checkpoint(weights)
     if residual is None:
         residual, how = (recorded, "recorded in %s.pkl" % weights) if recorded is not None else \
-            (False, "not recorded (no Genesis .pkl beside the weights): assumed direct; pass --residual if not")
+            (False, "not recorded (no .pkl beside the weights, or the trainer it names is not a Genesis pretraining "
+                    "trainer found here: ours or in nnUNet_extTrainer): assumed direct; pass --residual if not")
     else:
         how = "given on the command line"
     if residual:

@@ -138,7 +138,8 @@ def _dataset_json(task_name, target_task_name, target_dataset_json, case_ids):
     ])
 
 
-def write_report_json(obj, path):
+def write_json_lenient(obj, path):
+    """``obj`` as JSON, atomically; values JSON cannot hold (paths, numpy scalars) written as strings."""
     write_json_atomic(json.loads(json.dumps(obj, default=str)), path)
 
 
@@ -253,7 +254,7 @@ def prepare_pretraining_task(target, sources, task_id, num_processes=2, overwrit
         ("next_command", next_command(task_name, plans_identifier)),
     ])
     if not cases:
-        write_report_json(report, os.path.join(raw_dir, REPORT_NAME))
+        write_json_lenient(report, os.path.join(raw_dir, REPORT_NAME))
         print_skipped(skipped)
         raise PrepareError("nothing usable in the sources: every case failed (see %s)"
                            % os.path.join(raw_dir, REPORT_NAME))
@@ -274,7 +275,7 @@ def _write_task_files(report, target_plans, target_task_name, plans_identifier, 
     dataset_json = _dataset_json(report["task_name"], target_task_name, target_dataset_json, all_ids)
     cropped_npz = [os.path.join(cropped_dir, c + ".npz") for c in all_ids]
     for folder in (raw_dir, preprocessed_dir):
-        write_report_json(dataset_json, os.path.join(folder, "dataset.json"))
+        write_json_lenient(dataset_json, os.path.join(folder, "dataset.json"))
     # the intensity properties used for normalisation are the target's: keep the fingerprint they came from
     write_pickle_atomic(target_plans["dataset_properties"], os.path.join(preprocessed_dir, "dataset_properties.pkl"))
     for dims in (3, 2):
@@ -285,7 +286,7 @@ def _write_task_files(report, target_plans, target_task_name, plans_identifier, 
                                   target_task_name, target_plans_file)
         write_pickle_atomic(plans, layout.plans_file(preprocessed_dir, plans_identifier, dims))
     for folder in (raw_dir, preprocessed_dir):
-        write_report_json(report, os.path.join(folder, REPORT_NAME))
+        write_json_lenient(report, os.path.join(folder, REPORT_NAME))
 
 
 def print_skipped(skipped):

@@ -42,7 +42,7 @@ from nnunet_genesis.atomic import as_write_error, is_write_failure, make_dirs
 from nnunet_genesis.integrity import error_text
 from nnunet_genesis.nnunet_v2 import layout
 from nnunet_genesis.unlabeled import (REPORT_NAME, case_entries, finished_case_ids, print_skipped, print_summary,
-                                      run_warnings, write_report_json)
+                                      run_warnings, write_json_lenient)
 from nnunet_genesis.unlabeled_cases import run_case_jobs, source_signature, write_raw_channels
 from nnunet_genesis.unlabeled_discovery import Case, PrepareError, discover_cases
 
@@ -309,7 +309,8 @@ def prepare_pretraining_dataset(target, sources, dataset_id, num_processes=2, ov
             for c in discovery.cases if c.case_id not in done_before]
     print("%s: %d case(s) to prepare, %d already prepared, %d file(s) skipped"
           % (dataset_name, len(jobs), len(done_before), len(discovery.skipped)))
-    failures = dict((cid, err) for cid, err in run_case_jobs(jobs, num_processes, worker=prepare_case) if err is not None)
+    failures = dict((cid, err) for cid, err in run_case_jobs(jobs, num_processes, worker=prepare_case)
+                    if err is not None)
 
     cases, skipped = case_entries(discovery, failures, done_before)
     from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2   # the cases nnU-Net will see
@@ -329,7 +330,7 @@ def prepare_pretraining_dataset(target, sources, dataset_id, num_processes=2, ov
         ("next_command", next_command(dataset_id, plans_identifier, configuration)),
     ])
     if not cases:
-        write_report_json(report, os.path.join(dataset_dir, REPORT_NAME))
+        write_json_lenient(report, os.path.join(dataset_dir, REPORT_NAME))
         print_skipped(skipped)
         raise PrepareError("nothing usable in the sources: every case failed (see %s)"
                            % os.path.join(dataset_dir, REPORT_NAME))
@@ -342,9 +343,9 @@ def _write_dataset_files(report, target: Target, configuration):
     """Plans, dataset.json, the target's fingerprint and the report (each atomically)."""
     dataset_dir = report["preprocessed_dir"]
     all_ids = sorted({c["case_id"] for c in report["cases"]} | set(report["stale_cases"]))
-    write_report_json(pretraining_plans(target, report["dataset_name"], configuration),
-                layout.plans_file(dataset_dir, report["plans_identifier"]))
-    write_report_json(pretraining_dataset_json(target, report["dataset_name"], all_ids),
-                layout.dataset_json_file(dataset_dir))
-    write_report_json(layout.load_json(layout.fingerprint_file(target.folder)), layout.fingerprint_file(dataset_dir))
-    write_report_json(report, os.path.join(dataset_dir, REPORT_NAME))
+    write_json_lenient(pretraining_plans(target, report["dataset_name"], configuration),
+                       layout.plans_file(dataset_dir, report["plans_identifier"]))
+    write_json_lenient(pretraining_dataset_json(target, report["dataset_name"], all_ids),
+                       layout.dataset_json_file(dataset_dir))
+    write_json_lenient(layout.load_json(layout.fingerprint_file(target.folder)), layout.fingerprint_file(dataset_dir))
+    write_json_lenient(report, os.path.join(dataset_dir, REPORT_NAME))

@@ -15,11 +15,12 @@ ResEnc, ...) with one output channel per input channel and deep supervision off;
 spatial augmentation, then the Genesis distortions (no intensity augmentation, no mirroring, no
 foreground oversampling; ``nnunet_genesis/pretraining.py`` says why); target = the undistorted patch,
 MSE; the recipe's optimiser and distortion mix (``genesis_recipe``, default ``recipes.DEFAULT_RECIPE``),
-its rate set before every iteration. nnU-Net's "pseudo Dice" (``progress.png``, the EMA that picks ``checkpoint_best.pth``) is the
-validation batches' R^2. Every ``genesis_diagnostics_every`` epochs the per-distortion scores against
-the identity and mean baselines (log table, ``restoration_history.json``, ``restoration_progress.png``,
-COLLAPSE warning), ``restoration_preview.png`` every ``genesis_preview_every`` epochs, and at the end
-``validation_restoration/summary.json`` instead of the segmentation export.
+its rate set before every iteration. nnU-Net's "pseudo Dice" (``progress.png``, the EMA that picks
+``checkpoint_best.pth``) is the validation batches' R^2. Every ``genesis_diagnostics_every`` epochs the
+per-distortion scores against the identity and mean baselines (log table, ``restoration_history.json``,
+``restoration_progress.png``, COLLAPSE warning), ``restoration_preview.png`` every
+``genesis_preview_every`` epochs, and at the end ``validation_restoration/summary.json`` instead of the
+segmentation export.
 
 Fine-tuning, against ``nnUNetTrainer``: ``-pretrained_weights W`` goes through
 ``nnunet_genesis.transfer.transfer_weights`` (report in the log and ``transfer_report.json``; a transfer
@@ -50,8 +51,9 @@ from nnunet_genesis.recipes import DEFAULT_RECIPE, RECIPES, learning_rate, make_
 from nnunet_genesis.restoration import COLLAPSE_MIN_ITERATIONS
 
 
-__all__ = ["nnUNetTrainer_GenesisPretrain", "nnUNetTrainer_GenesisPretrain_NnUNetSGD",
-           "nnUNetTrainer_GenesisPretrain_Residual", "nnUNetTrainer_Genesis", "nnUNetTrainer_GenesisEncoderDecoder"]
+__all__ = ["nnUNetTrainer_GenesisPretrain", "nnUNetTrainer_GenesisPretrain_AdamW",
+           "nnUNetTrainer_GenesisPretrain_NnUNetSGD", "nnUNetTrainer_GenesisPretrain_Residual",
+           "nnUNetTrainer_Genesis", "nnUNetTrainer_GenesisEncoderDecoder"]
 
 
 def plain_network(network):

@@ -25,6 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from nnunet_genesis.recipes import DEFAULT_RECIPE, RECIPES, transform_kwargs
+from nnunet_genesis.restoration import COLLAPSE_MIN_ITERATIONS
+
 
 # --------------------------------------------------------------------------------------------
 # Loss and metrics
@@ -250,6 +253,27 @@ def restoration_report(network, cases: Dict[str, np.ndarray], patch_size, make_g
 # ------------------------------------------------------------------------------------------------
 # What a pretraining trainer (v1 and v2 alike) writes while it trains
 # ------------------------------------------------------------------------------------------------
+class GenesisPretrainSettings:
+    """The settings a pretraining trainer (v1 ``GenesisPretrainMixin``, v2 ``nnUNetTrainer_GenesisPretrain``)
+    shares, as class attributes a thin subclass overrides, and the training transform they make."""
+    genesis_recipe = DEFAULT_RECIPE   # a key of nnunet_genesis.recipes.RECIPES (measured: see the README)
+    genesis_transform_kwargs = {}     # GenesisTransform arguments, over the recipe's mix and the published values
+    genesis_preview_every = 50        # epochs, like nnU-Net's checkpoint interval
+    genesis_diagnostics_every = 1     # epochs between per-distortion scores (log, history, plot)
+    genesis_diagnostic_cases = 4      # validation cases whose central patches are scored every epoch
+    genesis_validation_cases = 20     # validation cases scored when training ends
+    genesis_validation_folder = "validation_restoration"
+    genesis_collapse_min_iterations = COLLAPSE_MIN_ITERATIONS  # judge collapse only after this many iterations
+
+    @property
+    def recipe(self):
+        return RECIPES[self.genesis_recipe]
+
+    def make_genesis_transform(self, seed):
+        from nnunet_genesis.transforms import GenesisTransform
+        return GenesisTransform(seed=seed, **transform_kwargs(self.recipe, self.genesis_transform_kwargs))
+
+
 HISTORY_FILE = "restoration_history.json"
 PROGRESS_PLOT = "restoration_progress.png"
 PREVIEW_FILE = "restoration_preview.png"

@@ -44,11 +44,10 @@ from nnunet_genesis.finetuning import (TRANSFERRED, FineTuneSettings, parameter_
                                        transferred_names_from_optimizer_state, warmup_description, warmup_lr_scale)
 from nnunet_genesis.nnunet_v2.transforms import GenesisRestorationTransform
 from nnunet_genesis.pretrained_weights_handlers import register_pretrained_weights_handler
-from nnunet_genesis.pretraining import (RestorationAccumulator, RestorationLoss, add_residual_output,
-                                        load_restoration_history, record_restoration, final_restoration_report,
-                                        validation_pairs, write_restoration_preview)
-from nnunet_genesis.recipes import DEFAULT_RECIPE, RECIPES, learning_rate, make_optimizer, transform_kwargs
-from nnunet_genesis.restoration import COLLAPSE_MIN_ITERATIONS
+from nnunet_genesis.pretraining import (GenesisPretrainSettings, RestorationAccumulator, RestorationLoss,
+                                        add_residual_output, final_restoration_report, load_restoration_history,
+                                        record_restoration, validation_pairs, write_restoration_preview)
+from nnunet_genesis.recipes import RECIPES, learning_rate, make_optimizer
 
 
 __all__ = ["nnUNetTrainer_GenesisPretrain", "nnUNetTrainer_GenesisPretrain_AdamW",
@@ -89,16 +88,9 @@ def spatial_augmentation(patch_size, rotation_for_DA, do_dummy_2d_data_aug) -> l
     return spatial
 
 
-class nnUNetTrainer_GenesisPretrain(nnUNetTrainer):
-    """``nnUNetv2_train DatasetMMM 3d_fullres all -tr nnUNetTrainer_GenesisPretrain`` (see module doc)."""
-    genesis_recipe = DEFAULT_RECIPE   # a key of nnunet_genesis.recipes.RECIPES (measured: see the README)
-    genesis_transform_kwargs = {}     # GenesisTransform arguments, over the recipe's mix and the published values
-    genesis_preview_every = 50        # epochs, like nnU-Net's checkpoint interval
-    genesis_diagnostics_every = 1     # epochs between per-distortion scores (log, history, plot)
-    genesis_diagnostic_cases = 4      # validation cases whose central patches are scored every epoch
-    genesis_validation_cases = 20     # validation cases scored at the end (perform_actual_validation)
-    genesis_validation_folder = "validation_restoration"
-    genesis_collapse_min_iterations = COLLAPSE_MIN_ITERATIONS
+class nnUNetTrainer_GenesisPretrain(GenesisPretrainSettings, nnUNetTrainer):
+    """``nnUNetv2_train DatasetMMM 3d_fullres all -tr nnUNetTrainer_GenesisPretrain`` (see module doc;
+    settings: ``nnunet_genesis.pretraining.GenesisPretrainSettings``)."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
@@ -107,15 +99,7 @@ class nnUNetTrainer_GenesisPretrain(nnUNetTrainer):
         self.initial_lr, self.weight_decay = self.recipe.peak_lr, self.recipe.weight_decay
         self._iteration_in_epoch = 0
 
-    @property
-    def recipe(self):
-        return RECIPES[self.genesis_recipe]
-
     plain_network = property(lambda self: plain_network(self.network))
-
-    def make_genesis_transform(self, seed):
-        from nnunet_genesis.transforms import GenesisTransform
-        return GenesisTransform(seed=seed, **transform_kwargs(self.recipe, self.genesis_transform_kwargs))
 
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels,

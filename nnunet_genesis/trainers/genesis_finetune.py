@@ -20,9 +20,8 @@ variants (see ``nnUNetTrainerV2_GenesisEncoderDecoder``).
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 from nnunet.training.network_training.nnUNetTrainerV2_DDP import nnUNetTrainerV2_DDP
 
-from nnunet_genesis.finetuning import (FineTuneSettings, TRANSFERRED, parameter_groups, transferred_names_from_optimizer_state,
-                                       warmup_lr_scale, transfer_for_training,
-                                       warmup_description)
+from nnunet_genesis.finetuning import (TRANSFERRED, FineTuneSettings, parameter_groups, transfer_for_training,
+                                       transferred_names_from_optimizer_state, warmup_description, warmup_lr_scale)
 from nnunet_genesis.pretrained_weights_handlers import register_pretrained_weights_handler
 from nnunet_genesis.trainers.ddp import CpuCapableDDPMixin
 from nnunet_genesis.trainers.base import GenesisTrainerBase

@@ -39,34 +39,18 @@ from batchgenerators.utilities.file_and_folder_operations import join
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 from nnunet.training.network_training.nnUNetTrainerV2_DDP import nnUNetTrainerV2_DDP
 
-from nnunet_genesis.pretraining import (RestorationAccumulator, RestorationLoss, add_residual_output,
-                                        genesis_augmentation, load_restoration_history, record_restoration,
-                                        final_restoration_report, validation_pairs, write_restoration_preview)
-from nnunet_genesis.recipes import DEFAULT_RECIPE, RECIPES, learning_rate, make_optimizer, transform_kwargs
-from nnunet_genesis.restoration import COLLAPSE_MIN_ITERATIONS
+from nnunet_genesis.pretraining import (GenesisPretrainSettings, RestorationAccumulator, RestorationLoss,
+                                        add_residual_output, final_restoration_report, genesis_augmentation,
+                                        load_restoration_history, record_restoration, validation_pairs,
+                                        write_restoration_preview)
+from nnunet_genesis.recipes import learning_rate, make_optimizer
 from nnunet_genesis.trainers.ddp import CpuCapableDDPMixin
 from nnunet_genesis.trainers.base import GenesisTrainerBase
 
 
 
-class GenesisPretrainMixin(GenesisTrainerBase):
-    genesis_recipe = DEFAULT_RECIPE  # a key of nnunet_genesis.recipes.RECIPES (measured: see the README)
-    genesis_transform_kwargs = {}     # GenesisTransform arguments, over the recipe's mix and the published values
-    genesis_preview_every = 50        # epochs, like nnU-Net's checkpoint interval
-    genesis_diagnostics_every = 1     # epochs between per-distortion scores (log, history, plot)
-    genesis_diagnostic_cases = 4      # validation cases whose central patches are scored every epoch
-    genesis_validation_cases = 20     # whole validation cases scored by validate()
-    genesis_validation_folder = "validation_restoration"
+class GenesisPretrainMixin(GenesisPretrainSettings, GenesisTrainerBase):
     genesis_early_stopping = False    # True: stop after self.patience epochs without improvement
-    genesis_collapse_min_iterations = COLLAPSE_MIN_ITERATIONS  # judge collapse only after this many iterations
-
-    @property
-    def recipe(self):
-        return RECIPES[self.genesis_recipe]
-
-    def make_genesis_transform(self, seed):
-        from nnunet_genesis.transforms import GenesisTransform
-        return GenesisTransform(seed=seed, **transform_kwargs(self.recipe, self.genesis_transform_kwargs))
 
     # --- what the network predicts ----------------------------------------------------------
     def process_plans(self, plans):

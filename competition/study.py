@@ -33,7 +33,6 @@ training, the epochs nnU-Net reports finished.
 """
 import json
 import os
-import pickle
 import re
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from nnunet_genesis import safe_pickle
 from nnunet_genesis.atomic import (make_dirs, save_figure_atomic, write_json_atomic, write_pickle_atomic,
                                    write_text_atomic)
 from nnunet_genesis.nnunet_v1 import layout
@@ -117,8 +117,7 @@ def user_fold(task_dir: str, fold: int):
     task has none yet), and where they came from."""
     splits_file = os.path.join(task_dir, SPLITS_FILE)
     if os.path.isfile(splits_file):
-        with open(splits_file, "rb") as f:
-            splits = pickle.load(f)
+        splits = safe_pickle.load(splits_file)
         source = splits_file
     else:
         with open(os.path.join(task_dir, "dataset.json")) as f:
@@ -156,8 +155,7 @@ def build_study_workspace(task_dir: str, out_dir: str, runs: Sequence[Run], val_
     path = os.path.join(study_task, SPLITS_FILE)
     splits = []
     if os.path.isfile(path):
-        with open(path, "rb") as f:
-            splits = pickle.load(f)
+        splits = safe_pickle.load(path)
     val = sorted(str(c) for c in val_cases)
     if any([str(c) for c in split["val"]] != val for split in splits):
         raise StudyError("%s validates on other cases (an earlier study of another fold): choose another output "

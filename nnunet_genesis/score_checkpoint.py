@@ -8,11 +8,11 @@ task is adapted where the rules allow and refused otherwise). Whether the output
 wrote it and its recipe), or given by the caller for weights without one.
 """
 import os
-import pickle
 from typing import Optional
 
 import numpy as np
 
+from nnunet_genesis import safe_pickle
 from nnunet_genesis.nnunet_v1 import layout
 
 
@@ -27,8 +27,7 @@ def residual_from_checkpoint(weights: str) -> Optional[bool]:
     if not os.path.isfile(info):
         return None
     try:
-        with open(info, "rb") as f:
-            name = pickle.load(f).get("name")
+        name = safe_pickle.load(info).get("name")
     except Exception as error:
         raise ScoreError("%s: not an nnU-Net checkpoint .pkl (%s: %s)" % (info, type(error).__name__, error))
     from nnunet_genesis.integration import find_genesis_trainer

@@ -11,7 +11,6 @@ skipped on its own (a re-run keeps finished cases), and one bad file is reported
 import contextlib
 import io
 import os
-import pickle
 import shutil
 from dataclasses import dataclass
 from multiprocessing import Pool
@@ -19,6 +18,7 @@ from typing import Sequence
 
 import SimpleITK as sitk
 
+from nnunet_genesis import safe_pickle
 from nnunet_genesis.atomic import as_write_error, atomic_write, is_write_failure, write_pickle_atomic
 from nnunet_genesis.integrity import error_text, nifti_truncation, npz_problem
 from nnunet_genesis.unlabeled_discovery import Case, Channel, PrepareError
@@ -70,8 +70,7 @@ def unfinished_reason(case: Case, stage_dir):
     if not (os.path.isfile(npz) and os.path.isfile(pkl)):
         return "missing"
     try:
-        with open(pkl, "rb") as f:
-            stored = pickle.load(f).get("genesis_source")
+        stored = safe_pickle.load(pkl).get("genesis_source")
     except Exception as err:   # an unreadable properties file means an unfinished case
         return "%s: unreadable (%s)" % (pkl, type(err).__name__)
     if stored != source_signature(case):

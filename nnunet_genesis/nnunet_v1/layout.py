@@ -23,9 +23,10 @@ nnU-Net 1.7.1's own code, cited beside it:
 Standard library only at the top: ``nnunet`` is imported where nnU-Net's own lookup is asked.
 """
 import os
-import pickle
 from dataclasses import dataclass
 from typing import List, Mapping, Optional
+
+from nnunet_genesis import safe_pickle
 
 RAW_BASE_VARIABLE = "nnUNet_raw_data_base"
 PREPROCESSED_VARIABLE = "nnUNet_preprocessed"
@@ -160,9 +161,8 @@ def plans_file(task_dir: str, plans_identifier: str = DEFAULT_PLANS_IDENTIFIER, 
 
 
 def load_plans(path: str) -> dict:
-    """The plans dict pickled in ``path`` (nnU-Net's format)."""
-    with open(path, "rb") as f:
-        return pickle.load(f)
+    """The plans dict pickled in ``path`` (nnU-Net's format), read with the restricted unpickler."""
+    return safe_pickle.load(path)
 
 
 def last_stage(plans: Mapping):

@@ -38,6 +38,7 @@ import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from nnunet_genesis import safe_pickle
 from nnunet_genesis.atomic import as_write_error, is_write_failure, make_dirs
 from nnunet_genesis.integrity import error_text
 from nnunet_genesis.nnunet_v2 import layout
@@ -178,8 +179,7 @@ def unfinished_reason(case: Case, data_dir, digest):
     if not all(os.path.isfile(f) for f in (data, seg, pkl)):
         return "missing"
     try:
-        with open(pkl, "rb") as f:
-            properties = pickle.load(f)
+        properties = safe_pickle.load(pkl)
     except Exception as err:   # an unreadable properties file means an unfinished case
         return "%s: unreadable (%s)" % (pkl, type(err).__name__)
     if properties.get(SOURCE_KEY) != source_signature(case):
@@ -234,8 +234,7 @@ def prepare_case(job: CaseJob):
             preprocessor.run_case_save(os.path.join(work, case.case_id), images, seg_file, manager, config,
                                        job.dataset_json)
         written = case_files(case.case_id, work)
-        with open(written[2], "rb") as f:
-            properties = pickle.load(f)
+        properties = safe_pickle.load(written[2])
         properties[SOURCE_KEY] = source_signature(case)
         properties[PREPROCESSING_KEY] = job.digest
         with open(written[2], "wb") as f:

@@ -2,7 +2,7 @@
 
 Besides the packages, installing puts ``nnunet_genesis.pth`` into site-packages (regular and
 editable installs alike): the one line that lets the stock nnUNet_* commands find our trainers.
-See nnunet_genesis/integration.py and the README ("How the stock commands find our trainers").
+See nnunet_genesis/integration.py and docs/architecture.md ("How the stock commands find our trainers").
 """
 import os
 import shutil

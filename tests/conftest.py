@@ -132,3 +132,46 @@ def mri_task(tmp_path_factory):
     """Task902_FakeMRI: 2-channel (T2, ADC) MRI-like task, 8 training + 2 test cases, planned in 3D."""
     root = str(tmp_path_factory.mktemp("decathlon_mri"))
     return plan_decathlon_task(write_mri_task(root, "Task92_FakeMRI"), 902)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Two tiers: the end-to-end tier runs nnU-Net's stock console scripts (planning, training, prediction) or our
+# own commands as processes; the fast tier is everything else. ``-m "not e2e"`` runs the fast tier alone.
+# A test is end-to-end when its own body or any fixture it uses (at any depth) starts a process.
+# ------------------------------------------------------------------------------------------------------------
+_STARTS_A_PROCESS = ("run_stock(", "stock_command(", "subprocess.", "plan_decathlon_task(")
+
+
+def _starts_a_process(function, seen=None) -> bool:
+    """Whether ``function``'s source starts a process, directly or through a helper of its own module that it
+    calls by name (followed to any depth)."""
+    import inspect
+    seen = set() if seen is None else seen
+    if function in seen:
+        return False
+    seen.add(function)
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError):
+        return False
+    if any(call in source for call in _STARTS_A_PROCESS):
+        return True
+    module = inspect.getmodule(function)
+    helpers = [v for k, v in vars(module).items() if inspect.isfunction(v) and k + "(" in source] if module else []
+    return any(_starts_a_process(h, seen) for h in helpers)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "e2e: runs stock nnU-Net or our console scripts as processes (slow tier)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("e2e"):
+            continue
+        functions = [getattr(item, "function", None)]
+        for name in item.fixturenames:
+            for fixturedef in item._fixtureinfo.name2fixturedefs.get(name, ()):
+                functions.append(fixturedef.func)
+        if any(f is not None and _starts_a_process(f) for f in functions):
+            item.add_marker(pytest.mark.e2e)

@@ -3,7 +3,7 @@
 * no import circle between our modules (lazy imports inside functions count: they still tie the two modules);
 * the arrows point one way: ``competition`` -> ``evaluation`` -> ``nnunet_genesis`` (the core), never back;
 * no module over LINE_LIMIT lines unless LONG_MODULES names it with the one idea it holds;
-* the README's module map names every module (by path, or by its folder) and no path that does not exist;
+* the module map (docs/architecture.md) names every module (by path, or by its folder) and no path that does not exist;
 * setup.py installs every package.
 
 The checks' own tests (on small made-up sources) show that each one fails on the fault it looks for.
@@ -19,7 +19,7 @@ ROOTS = ("nnunet_genesis", "competition", "evaluation")
 # Layers: a module may import from its own layer and the layers after it, never from one before it.
 LAYERS = ("competition", "evaluation", "nnunet_genesis")
 LINE_LIMIT = 400
-LONG_MODULES = {   # path: the one idea that keeps it in one file (also in the README's module map)
+LONG_MODULES = {   # path: the one idea that keeps it in one file (also in the module map, docs/architecture.md)
     "nnunet_genesis/transforms.py": "the Models Genesis distortions as batchgenerators transforms",
     "competition/study.py": "the benefit study (Genesis vs scratch, same budget)",
     "evaluation/evaluate.py": "scoring a folder of predictions against references",
@@ -121,7 +121,7 @@ def long_modules(modules, limit=LINE_LIMIT, allowed=(), read=lambda rel: open(os
 
 
 def readme_module_map(readme_text):
-    """The backticked paths of the README's module table (the rows of '## How the parts fit')."""
+    """The backticked paths of the module table (the rows of '## How the parts fit' in docs/architecture.md)."""
     section = readme_text.split("## How the parts fit", 1)[1].split("\n#", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     return [re.match(r"\| `([^`]+)`", row).group(1) for row in rows]
@@ -177,8 +177,8 @@ def test_no_module_over_the_line_limit_unless_it_holds_one_idea(modules):
     assert long_modules(modules, allowed=LONG_MODULES) == {}
 
 
-def test_readme_module_map_matches_the_code(modules):
-    with open(os.path.join(REPO, "README.md")) as f:
+def test_module_map_matches_the_code(modules):
+    with open(os.path.join(REPO, "docs", "architecture.md")) as f:
         readme = f.read()
     mapped = readme_module_map(readme)
     assert unmapped(modules, mapped) == []

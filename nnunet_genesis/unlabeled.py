@@ -38,7 +38,7 @@ import os
 import pickle
 from collections import OrderedDict
 
-from nnunet_genesis.atomic import write_json_atomic, write_pickle_atomic
+from nnunet_genesis.atomic import refuse_output_inside_inputs, write_json_atomic, write_pickle_atomic
 from nnunet_genesis.nnunet_v1 import layout
 from nnunet_genesis.unlabeled_cases import (CaseJob, run_case_jobs, case_outputs, is_finished,  # noqa: F401
                                             prepare_case, source_signature, unfinished_reason, write_raw_channels)
@@ -68,6 +68,8 @@ def resolve_task_name(task):
     """'901', 901 or 'Task901_FakeCT' -> 'Task901_FakeCT' (via nnU-Net's own id lookup)."""
     try:
         return layout.resolve_task_name(task)
+    except layout.NoSuchTask as err:
+        raise PrepareError(str(err)) from None
     except ValueError:
         raise PrepareError("target task %r is neither a task id nor a TaskNNN_Name" % (task,)) from None
     except RuntimeError as err:
@@ -213,6 +215,11 @@ def prepare_pretraining_task(target, sources, task_id, num_processes=2, overwrit
             raise PrepareError("task id %03d is already used by %s in %s; choose another -o"
                                % (int(task_id), clash[0], base))
 
+    raw_dir = os.path.join(raw_base, task_name)
+    cropped_dir = os.path.join(cropped_base, task_name)
+    preprocessed_dir = os.path.join(preprocessed_base, task_name)
+    refuse_outputs_inside_sources((raw_dir, cropped_dir, preprocessed_dir), sources, task_id)
+
     num_modalities = int(target_plans["num_modalities"])
     target_modalities = [target_plans["modalities"][i] for i in sorted(target_plans["modalities"])]
     discovery = discover_cases(sources, num_modalities, channels, exclude_folder=os.path.join(raw_base, task_name),
@@ -222,11 +229,9 @@ def prepare_pretraining_task(target, sources, task_id, num_processes=2, overwrit
         raise PrepareError("nothing usable in the sources (%d file(s) skipped): %s"
                            % (len(discovery.skipped), ", ".join(sources)))
 
-    raw_dir = os.path.join(raw_base, task_name)
-    cropped_dir = os.path.join(cropped_base, task_name)
-    preprocessed_dir = os.path.join(preprocessed_base, task_name)
     stage = layout.last_stage(target_plans)
     stage_dir = layout.stage_folder(preprocessed_dir, target_plans, stage)
+    created = [f for f in (raw_dir, cropped_dir, preprocessed_dir) if not os.path.isdir(f)]
     for folder in (os.path.join(raw_dir, "imagesTr"), cropped_dir, stage_dir):
         os.makedirs(folder, exist_ok=True)
 
@@ -254,10 +259,7 @@ def prepare_pretraining_task(target, sources, task_id, num_processes=2, overwrit
         ("next_command", next_command(task_name, plans_identifier)),
     ])
     if not cases:
-        write_json_lenient(report, os.path.join(raw_dir, REPORT_NAME))
-        print_skipped(skipped)
-        raise PrepareError("nothing usable in the sources: every case failed (see %s)"
-                           % os.path.join(raw_dir, REPORT_NAME))
+        refuse_nothing_prepared(skipped, created)
 
     _write_task_files(report, target_plans, target_task_name, plans_identifier, cropped_dir, preprocessed_dir,
                       raw_dir, preprocessed_base)
@@ -287,6 +289,24 @@ def _write_task_files(report, target_plans, target_task_name, plans_identifier, 
         write_pickle_atomic(plans, layout.plans_file(preprocessed_dir, plans_identifier, dims))
     for folder in (raw_dir, preprocessed_dir):
         write_json_lenient(report, os.path.join(folder, REPORT_NAME))
+
+
+def refuse_outputs_inside_sources(outputs, sources, output_id):
+    """OutputInsideInputError (one line) when an output folder lies inside a source or a source inside it (v1, v2)."""
+    for output in outputs:
+        refuse_output_inside_inputs(output, {"-i": sources}, "-o %s" % output_id, output_contains_inputs=True)
+
+
+def refuse_nothing_prepared(skipped, created):
+    """Every case failed: remove the folders this run ``created`` where they hold no file (a refused run leaves no
+    empty task folders behind), list the skipped files and raise PrepareError (v1, v2)."""
+    for folder in created:
+        for parent, _, files in os.walk(folder, topdown=False):
+            if not files and not os.listdir(parent):
+                os.rmdir(parent)
+    print_skipped(skipped)
+    raise PrepareError("nothing usable in the sources: every case failed (%d file(s) skipped, listed above)"
+                       % len(skipped))
 
 
 def print_skipped(skipped):

@@ -120,7 +120,7 @@ def test_layout_names_what_nnunet_v2_names(v2_folders, target, monkeypatch):
         layout.resolve_dataset_name(TARGET_NAME) == maybe_convert_to_dataset_name(TARGET_ID) == TARGET_NAME
     assert layout.dataset_name(4, "Hippocampus") == "Dataset004_Hippocampus"
     assert layout.dataset_id_of("Dataset004_Hippocampus") == 4
-    with pytest.raises(layout.LayoutError, match="no dataset with id 963"):
+    with pytest.raises(layout.LayoutError, match="no such dataset with id 963 .*nearest existing: %s" % TARGET_NAME):
         layout.resolve_dataset_name(963)
     plans = layout.load_json(layout.plans_file(os.path.join(v2_folders["nnUNet_preprocessed"], TARGET_NAME)))
     assert layout.configuration_folder_name(plans, CONFIGURATION) == "nnUNetPlans_3d_fullres"

@@ -249,6 +249,8 @@ def make_config(decathlon_dir, options: Optional[PipelineOptions] = None, env=No
             raise PipelineConfigError("--unlabeled source %s does not exist" % source)
     # nothing this pipeline writes (predictions, nnU-Net's folders) lands inside what it reads
     outputs = [("--pred_root", options.pred_root)] + [(variable, env.get(variable)) for variable in layout.FOLDER_VARIABLES]
+    if os.path.lexists(options.pred_root) and not os.path.isdir(options.pred_root):
+        raise PipelineConfigError("--pred_root %s exists and is not a folder" % options.pred_root)
     for option, output in outputs:
         if output:
             refuse_output_inside_inputs(output, {"-i": decathlon_dir, "--unlabeled": list(unlabeled)}, option)

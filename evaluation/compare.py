@@ -283,6 +283,11 @@ def compare_folders(run_a: str, run_b: str, out_dir: str, names: Optional[Sequen
     out_dir/eval_A and out_dir/eval_B)."""
     names = _check_names(names or default_run_names(run_a, run_b))
     refuse_output_inside_inputs(out_dir, {"-a": run_a, "-b": run_b, "--ref": ref_dir})
+    for option, run_dir in (("-a", run_a), ("-b", run_b)):
+        if not os.path.isdir(run_dir):
+            raise EvaluationError("%s %s does not exist (or is not a folder)" % (option, run_dir))
+    if os.path.realpath(run_a) == os.path.realpath(run_b):
+        raise EvaluationError("-a and -b are the same run (%s): a run compared with itself differs nowhere" % run_a)
     options = dict(ref_dir=ref_dir, labels=labels, tolerance_mm=tolerance_mm, task=task,
                    num_processes=num_processes, verbose=verbose)
     eval_a = prepare_evaluation(run_a, os.path.join(out_dir, "eval_A"), **options)
@@ -306,8 +311,10 @@ def default_run_names(run_a: str, run_b: str) -> Tuple[str, str]:
 
 def _check_names(names: Sequence[str]) -> Tuple[str, str]:
     names = tuple(names)
-    if len(names) != 2 or not all(isinstance(n, str) and n for n in names):
+    if len(names) != 2 or not all(isinstance(n, str) and n.strip() for n in names):
         raise EvaluationError("--names takes two non-empty names, got %r" % (names,))
+    if names[0] == names[1]:
+        raise EvaluationError("--names gives both runs the name %r; the report could not tell them apart" % names[0])
     return names
 
 

@@ -77,8 +77,11 @@ def list_cases(folder: str) -> Dict[str, str]:
     for filename in sorted(os.listdir(folder)):
         name = case_name(filename)
         path = os.path.join(folder, filename)
-        if name is None or not os.path.isfile(path):
+        if name is None:
             continue
+        if not os.path.isfile(path):   # a folder, a dangling link or a link loop named like a label map
+            raise EvaluationError("%s is named like a label map but is not a readable file (%s)"
+                                  % (path, "a folder" if os.path.isdir(path) else "a broken or looping link"))
         if name in cases:
             raise EvaluationError("%s holds case %r twice: %s and %s"
                                   % (folder, name, os.path.basename(cases[name]), filename))
@@ -121,7 +124,11 @@ def _fmt(values) -> str:
 
 def _label_voxels(label_map: np.ndarray) -> Dict[int, int]:
     """{non-zero label: voxel count} of a label map."""
-    counts = np.bincount(label_map.ravel()) if label_map.size else np.zeros(1, np.int64)
+    flat = label_map.ravel()
+    if flat.size and flat.max() > 65535:   # a count per possible value would not fit in memory: sort instead
+        values, counts = np.unique(flat, return_counts=True)
+        return {int(v): int(c) for v, c in zip(values, counts) if v != 0}
+    counts = np.bincount(flat) if flat.size else np.zeros(1, np.int64)
     return {int(label): int(counts[label]) for label in np.nonzero(counts)[0] if label != 0}
 
 

@@ -64,6 +64,8 @@ def _cause(error: OSError, tmp: str = None) -> str:
 
 def make_dirs(path: str) -> str:
     """``os.makedirs(path, exist_ok=True)``; WriteError naming ``path`` when it cannot be created."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise WriteError(path, "exists and is not a folder")
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as error:

@@ -87,6 +87,9 @@ def transfer_main(argv=None):
     args = parser.parse_args(argv)
 
     from nnunet_genesis.transfer import TransferRefused, plan_transfer_for_task
+    if args.output:   # the report never replaces the weights it reports on
+        from nnunet_genesis.atomic import refuse_output_inside_inputs
+        refuse_output_inside_inputs(args.output, {"-w": args.weights})
     try:
         report = plan_transfer_for_task(args.weights, args.task, model=args.model,
                                         plans_identifier=args.plans_identifier, mode=args.mode,

@@ -29,6 +29,8 @@ def residual_from_checkpoint(weights: str) -> Optional[bool]:
         return None
     try:
         name = safe_pickle.load(info).get("name")
+    except safe_pickle.UnsafePickleError as error:
+        raise ScoreError(str(error)) from None
     except Exception as error:
         raise ScoreError("%s: not an nnU-Net checkpoint .pkl (%s: %s)" % (info, type(error).__name__, error))
     from nnunet_genesis.integration import find_genesis_trainer
@@ -69,6 +71,8 @@ def score_checkpoint(weights: str, task: str, output_folder: str, max_cases: int
 
     if not os.path.isfile(weights):
         raise ScoreError("%s: no such checkpoint file" % weights)
+    if max_cases < 1:
+        raise ScoreError("--cases %d: score at least 1 case" % max_cases)
     task_name = resolve_task_name(task)
     task_dir = os.path.join(_nnunet_folders()[2], task_name)
     refuse_output_inside_inputs(output_folder, {"-w": weights, "-t": task_dir})

@@ -81,8 +81,12 @@ def load_target_plans(target_task_name, plans_identifier=DEFAULT_PLANS_IDENTIFIE
     _, _, preprocessed = _nnunet_folders()
     plans_file = layout.plans_file(os.path.join(preprocessed, target_task_name), plans_identifier)
     if not os.path.isfile(plans_file):
-        raise PrepareError("no 3D plans for the target at %s: plan it first (nnUNet_plan_and_preprocess -t %s)"
-                           % (plans_file, target_task_name[4:7]))
+        folder = os.path.dirname(plans_file)
+        others = sorted(f[:-len(layout.PLANS_SUFFIX[3])] for f in (os.listdir(folder) if os.path.isdir(folder) else [])
+                        if f.endswith(layout.PLANS_SUFFIX[3]))
+        raise PrepareError("no 3D plans for the target at %s: %s" % (
+            plans_file, ("its plans identifiers are %s (-p)" % ", ".join(others)) if others else
+            "plan it first (nnUNet_plan_and_preprocess -t %s)" % target_task_name[4:7]))
     return layout.load_plans(plans_file)
 
 
@@ -203,6 +207,10 @@ def prepare_pretraining_task(target, sources, task_id, num_processes=2, overwrit
     sources = [str(sources)] if isinstance(sources, (str, os.PathLike)) else [str(s) for s in sources]
     if not sources:
         raise PrepareError("no sources given")
+    try:
+        task_id = layout.check_task_id(task_id)
+    except ValueError as err:
+        raise PrepareError("-o: %s" % err) from None
     raw_base, cropped_base, preprocessed_base = _nnunet_folders()
     target_task_name = resolve_task_name(target)
     target_plans = load_target_plans(target_task_name, plans_identifier)
@@ -243,7 +251,11 @@ def prepare_pretraining_task(target, sources, task_id, num_processes=2, overwrit
             for c in discovery.cases if c.case_id not in done_before]
     print("%s: %d case(s) to prepare, %d already prepared, %d file(s) skipped"
           % (task_name, len(jobs), len(done_before), len(discovery.skipped)))
-    failures = dict((cid, err) for cid, err in run_case_jobs(jobs, num_processes) if err is not None)
+    try:
+        failures = dict((cid, err) for cid, err in run_case_jobs(jobs, num_processes) if err is not None)
+    except BaseException:   # a write failure, an interrupt: no empty task folders left behind either
+        remove_empty_folders(created)
+        raise
 
     cases, skipped = case_entries(discovery, failures, done_before)
     known = {c["case_id"] for c in cases}
@@ -297,13 +309,18 @@ def refuse_outputs_inside_sources(outputs, sources, output_id):
         refuse_output_inside_inputs(output, {"-i": sources}, "-o %s" % output_id, output_contains_inputs=True)
 
 
-def refuse_nothing_prepared(skipped, created):
-    """Every case failed: remove the folders this run ``created`` where they hold no file (a refused run leaves no
-    empty task folders behind), list the skipped files and raise PrepareError (v1, v2)."""
-    for folder in created:
+def remove_empty_folders(folders):
+    """Remove each of ``folders`` (made by this run) where it holds only empty folders; never a file."""
+    for folder in folders:
         for parent, _, files in os.walk(folder, topdown=False):
             if not files and not os.listdir(parent):
                 os.rmdir(parent)
+
+
+def refuse_nothing_prepared(skipped, created):
+    """Every case failed: remove the folders this run ``created`` where they hold no file (a refused run leaves no
+    empty task folders behind), list the skipped files and raise PrepareError (v1, v2)."""
+    remove_empty_folders(created)
     print_skipped(skipped)
     raise PrepareError("nothing usable in the sources: every case failed (%d file(s) skipped, listed above)"
                        % len(skipped))

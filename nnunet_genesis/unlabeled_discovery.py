@@ -79,7 +79,11 @@ def _image_files(folder, discovery):
     files = []
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
-        if not os.path.isfile(path) or _strip_image_extension(name) is None:
+        if _strip_image_extension(name) is None:
+            continue
+        if not os.path.isfile(path):
+            if os.path.islink(path):
+                discovery.skipped.append({"file": path, "reason": "a broken or looping link, no file behind it"})
             continue
         if name.startswith("."):
             discovery.skipped.append({"file": path, "reason": "hidden file (e.g. macOS metadata), not an image"})

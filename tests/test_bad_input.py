@@ -15,8 +15,8 @@ import torch
 
 from nnunet_genesis.atomic import WriteError
 from tests.conftest import stock_command
-from tests.test_integrity import hidden_files, truncate_gzip_stream, labels_case, one_error_line, run, tree_bytes, \
-    write_labels
+from tests.test_integrity import file_bytes, hidden_files, labels_case, one_error_line, run, tree_bytes, \
+    truncate_gzip_stream, write_labels
 from tests.test_submission import SCRIPT as SUBMISSION, make_decathlon_root, make_predictions
 
 EXIT_BAD_INPUT, EXIT_FILE_ERROR = 2, 4
@@ -304,3 +304,65 @@ def test_run_task_predictions_inside_the_decathlon_folder_are_refused(ct_task, t
     assert done.returncode == EXIT_BAD_INPUT
     assert "(--pred_root) lies inside the input folder" in one_error_line(done, "nnUNet_genesis_run_task")
     assert tree_bytes(ct_task.decathlon_dir) == before
+
+
+# ------------------------------------------------------------------------- found by trying bad inputs (beyond #19)
+
+def test_evaluate_and_compare_refuse_what_they_used_to_take_silently(tmp_path):
+    ref, pred, _ = _evaluation_inputs(tmp_path)
+    evaluate, compare = stock_command("nnUNet_genesis_evaluate"), stock_command("nnUNet_genesis_compare")
+    # a label value of 2,000,000,000: scored, not a 30 GiB table and a MemoryError traceback
+    write_labels(labels_case().astype(np.uint32) * 1000000000, pred / "case_000.nii.gz", dtype=np.uint32)
+    done = run([evaluate, "-ref", ref, "-pred", pred, "-o", tmp_path / "e1", "-np", 1])
+    assert done.returncode == 0 and "label 2000000000 occurs only in the predictions" in done.stderr
+    # a folder or a looping link named like a label map: named, not scored 0 as "missing"
+    (pred / "case_000.nii.gz").unlink()
+    os.symlink("case_000.nii.gz", str(pred / "case_000.nii.gz"))
+    done = run([evaluate, "-ref", ref, "-pred", pred, "-o", tmp_path / "e2"])
+    assert done.returncode == 1
+    assert "case_000.nii.gz is named like a label map but is not a readable file" in one_error_line(
+        done, "nnUNet_genesis_evaluate")
+    # one run compared with itself, two runs with one name
+    (pred / "case_000.nii.gz").unlink()
+    write_labels(labels_case(), pred / "case_000.nii.gz")
+    assert run([evaluate, "-ref", ref, "-pred", pred, "-o", tmp_path / "e3"]).returncode == 0
+    assert run([evaluate, "-ref", ref, "-pred", ref, "-o", tmp_path / "e4"]).returncode == 0
+    done = run([compare, "-a", tmp_path / "e3", "-b", str(tmp_path / "e3") + "/", "-o", tmp_path / "c"])
+    assert done.returncode == 1 and "the same run" in one_error_line(done, "nnUNet_genesis_compare")
+    done = run([compare, "-a", tmp_path / "e3", "-b", tmp_path / "e4", "--names", "X", "X", "-o", tmp_path / "c"])
+    assert done.returncode == 1 and "both runs the name 'X'" in one_error_line(done, "nnUNet_genesis_compare")
+    assert not (tmp_path / "c").exists()
+
+
+def test_transfer_report_never_replaces_the_weights(ct_task, tmp_path):
+    weights = tmp_path / "w.model"
+    torch.save({"state_dict": {}}, str(weights))
+    before = file_bytes(weights)
+    done = _stock("nnUNet_genesis_transfer", "-w", weights, "-t", ct_task.task_id, "-o", weights, env=ct_task.env)
+    assert done.returncode == EXIT_BAD_INPUT and "is the input" in one_error_line(done, "nnUNet_genesis_transfer")
+    assert file_bytes(weights) == before
+
+
+def test_prepare_refuses_bad_ids_and_implausible_spacings(ct_task, tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    volume = sitk.GetImageFromArray(np.full((12, 16, 16), 100, np.int16))
+    for id_ in ("0", "1000", "-5"):
+        done = _stock("nnUNet_genesis_prepare", "-t", ct_task.task_id, "-i", source, "-o", id_, env=ct_task.env)
+        assert done.returncode == 1 and "not a three-digit id" in one_error_line(done, "nnUNet_genesis_prepare")
+    volume.SetSpacing((1e-6, 1e-6, 1e-6))    # at the target's ~1 mm: no voxel at all, an empty case
+    sitk.WriteImage(volume, str(source / "tiny.nii.gz"))
+    done = _stock("nnUNet_genesis_prepare", "-t", ct_task.task_id, "-i", source, "-o", 973, env=ct_task.env)
+    assert done.returncode == 1 and "its spacing is implausible" in done.stdout
+    assert not [d for d in os.listdir(os.environ["nnUNet_preprocessed"]) if d.startswith(("Task973_", "Task000_"))]
+
+
+def test_restoration_cases_below_one_and_run_task_pred_root_a_file(ct_task, tmp_path):
+    weights = tmp_path / "w.model"
+    torch.save({"state_dict": {}}, str(weights))
+    done = _stock("nnUNet_genesis_restoration", "-w", weights, "-t", ct_task.task_id, "-o", tmp_path / "r",
+                  "--cases", "0", env=ct_task.env)
+    assert done.returncode == 2 and "--cases 0" in one_error_line(done, "nnUNet_genesis_restoration")
+    done = _stock("nnUNet_genesis_run_task", "-i", ct_task.decathlon_dir, "-t", 974, "--pred_root", weights,
+                  "--dry_run", env=ct_task.env)
+    assert done.returncode == 2 and "is not a folder" in one_error_line(done, "nnUNet_genesis_run_task")

@@ -12,6 +12,7 @@ import gzip
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -453,7 +454,8 @@ def test_evaluate_write_failure_keeps_earlier_results_and_says_so_in_one_line(sc
 def test_compare_write_failure_keeps_the_earlier_report(scored, tmp_path):
     _, _, out = scored
     report = tmp_path / "cmp"
-    args = [stock_command("nnUNet_genesis_compare"), "-a", out, "-b", out, "-o", report]
+    shutil.copytree(str(out), str(tmp_path / "same_scores"))    # a second run (a run with itself is refused)
+    args = [stock_command("nnUNet_genesis_compare"), "-a", out, "-b", tmp_path / "same_scores", "-o", report]
     assert run(args + ["--names", "A", "B"]).returncode == 0
     earlier = tree_bytes(report)
     done = run(args + ["--names", "C", "D"], max_file_bytes=300)     # a new report would differ

@@ -207,8 +207,9 @@ def test_bad_target_is_one_clear_line_and_a_nonzero_exit(prepared, extra_source,
                           timeout=120)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1, done.stderr
-    assert lines[0].startswith("nnUNet_genesis_prepare: error: no dataset with id 969: no Dataset969_* folder in "
+    assert lines[0].startswith("nnUNet_genesis_prepare: error: no such dataset with id 969 (looked in "
                                "nnUNet_raw=%s" % os.environ["nnUNet_raw"])
+    assert "nearest existing: " in lines[0]
     assert not os.path.exists(os.path.join(os.environ["nnUNet_preprocessed"], "Dataset970_GenesisFakeCT"))
     from nnunet_genesis.cli import prepare_main
     for extra, expected in ((["-p", "nnUNetResEncUNetMPlans"], "no plans nnUNetResEncUNetMPlans.json for the "

@@ -107,6 +107,18 @@ def unset_process_variables() -> List[str]:
 # task names and ids
 # ----------------------------------------------------------------------------------------------------------------
 
+def check_task_id(task_id) -> int:
+    """``task_id`` as an int; ValueError unless it is a three-digit id 1..999 (nnU-Net's ``Task%03d_`` names and
+    its id lookup know no other)."""
+    try:
+        value = int(str(task_id).strip())
+    except ValueError:
+        raise ValueError("task id %r is not a number" % (task_id,)) from None
+    if not 0 < value < 1000:
+        raise ValueError("task id %d is not a three-digit id (1..999)" % value)
+    return value
+
+
 def task_prefix(task_id) -> str:
     """'Task003_' for id 3: what every folder of that task id starts with."""
     return "Task%03d_" % int(task_id)

@@ -45,7 +45,8 @@ from nnunet_genesis.nnunet_v2 import layout
 from nnunet_genesis.unlabeled import (REPORT_NAME, case_entries, finished_case_ids, print_skipped, print_summary,
                                       refuse_nothing_prepared, refuse_outputs_inside_sources, run_warnings,
                                       write_json_lenient)
-from nnunet_genesis.unlabeled_cases import run_case_jobs, source_signature, write_raw_channels
+from nnunet_genesis.unlabeled_cases import (check_resampled_size, run_case_jobs, source_signature,
+                                            write_raw_channels)
 from nnunet_genesis.unlabeled_discovery import Case, PrepareError, discover_cases
 
 PRETRAIN_TRAINER = "nnUNetTrainer_GenesisPretrain"
@@ -231,6 +232,7 @@ def prepare_case(job: CaseJob):
             seg_file = _background_seg(images[0], os.path.join(work, "background_seg.nii.gz"))
             manager = layout.plans_manager(job.plans)
             config = manager.get_configuration(job.configuration)
+            check_resampled_size(case, config.spacing)   # no empty case from a 1e-6 mm spacing (v1's check)
             preprocessor = config.preprocessor_class(verbose=False)
             preprocessor.run_case_save(os.path.join(work, case.case_id), images, seg_file, manager, config,
                                        job.dataset_json)

@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
+from nnunet_genesis.atomic import refuse_output_inside_inputs
 from nnunet_genesis.nnunet_v1 import layout
 
 DEFAULT_PLANS_IDENTIFIER = layout.DEFAULT_PLANS_IDENTIFIER
@@ -246,6 +247,13 @@ def make_config(decathlon_dir, options: Optional[PipelineOptions] = None, env=No
     for source in unlabeled:
         if not os.path.exists(source):
             raise PipelineConfigError("--unlabeled source %s does not exist" % source)
+    # nothing this pipeline writes (predictions, nnU-Net's folders) lands inside what it reads
+    outputs = [("--pred_root", options.pred_root)] + [(variable, env.get(variable)) for variable in layout.FOLDER_VARIABLES]
+    if os.path.lexists(options.pred_root) and not os.path.isdir(options.pred_root):
+        raise PipelineConfigError("--pred_root %s exists and is not a folder" % options.pred_root)
+    for option, output in outputs:
+        if output:
+            refuse_output_inside_inputs(output, {"-i": decathlon_dir, "--unlabeled": list(unlabeled)}, option)
     if int(num_processes) < 1:
         raise PipelineConfigError("-np must be at least 1")
     for option, name in (("--pretrainer", pretrainer), ("--trainer", trainer), ("-p", plans_identifier)):

@@ -50,7 +50,7 @@ from tqdm import tqdm
 from evaluation.tasks import MSD_TASKS, MSDTask, find_msd_task
 from evaluation.labelmaps import (GEOMETRY_TOLERANCE_MM, PREDICTION, first_line, geometry_faults, header_faults,
                                   read_header, validate_label_map)
-from nnunet_genesis.atomic import atomic_write
+from nnunet_genesis.atomic import atomic_write, refuse_output_inside_inputs
 
 # One validator and one tolerance policy for label maps, shared with nnUNet_genesis_evaluate
 # (evaluation/labelmaps.py documents the policy): spacing and origin within GEOMETRY_TOLERANCE_MM
@@ -351,8 +351,11 @@ def build_submission(pred_root: str, decathlon_root: str, out_zip: Optional[str]
     """Validate, then (unless ``check_only``) write the submission zip atomically.
 
     Raises SubmissionError listing every problem when the submission is invalid or ``out_zip``
-    cannot be written (exists without ``overwrite``, or its folder does not exist); nothing is
-    written then. Returns the ValidationResult (summary, warnings, the files zipped)."""
+    cannot be written (exists without ``overwrite``, or its folder does not exist), and
+    OutputInsideInputError when ``out_zip`` lies inside ``pred_root`` or ``decathlon_root`` (or is a
+    prediction); nothing is written then. Returns the ValidationResult (summary, warnings, the files zipped)."""
+    if not check_only and out_zip is not None:   # the zip never lands among (or over) the predictions or test images
+        refuse_output_inside_inputs(out_zip, {"-i": pred_root, "-d": decathlon_root})
     result = validate_submission(pred_root, decathlon_root, tasks, progress=progress)
     if not check_only:
         if out_zip is None:

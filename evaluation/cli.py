@@ -11,7 +11,8 @@ from nnunet_genesis.cli import command
 def _add_scoring_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-l", "--labels", type=int, nargs="+", default=None, metavar="LABEL",
                         help="labels to score (default: the task's labels with -t, else every non-zero "
-                             "label found in the references)")
+                             "label found in the references or the predictions; a label only predicted "
+                             "scores its false positives and is named in a warning)")
     parser.add_argument("--tolerance", type=float, default=None, metavar="MM",
                         help="NSD tolerance in mm (default: the Decathlon task's value where one is sourced "
                              "in evaluation/tasks.py, else %g mm)" % DEFAULT_TOLERANCE_MM)

@@ -26,7 +26,7 @@ import numpy as np
 from evaluation.evaluate import (PER_CASE_FILE, SUMMARY_FILE, EvaluationError, evaluate_folders, find_task,
                                  list_cases, read_per_case_csv, _json_safe)
 from evaluation.metrics import METRICS
-from nnunet_genesis.atomic import make_dirs, save_figure_atomic, write_json_atomic, write_text_atomic
+from nnunet_genesis.atomic import output_set, refuse_output_inside_inputs, save_figure_atomic
 from nnunet_genesis.nnunet_v1 import layout as v1_layout
 from nnunet_genesis.nnunet_v2 import layout as v2_layout
 
@@ -119,11 +119,11 @@ def compare_runs(eval_dir_a: str, eval_dir_b: str, names: Sequence[str] = ("A", 
         "results": results,
     }
     if out_dir is not None:
-        make_dirs(out_dir)
-        # every file atomically: a failed write leaves an earlier report intact
-        write_text_atomic(format_markdown(comparison), os.path.join(out_dir, "compare.md"))
-        plot_comparison(comparison, os.path.join(out_dir, "compare.png"))
-        write_json_atomic(_json_safe(comparison), os.path.join(out_dir, "compare.json"))
+        # one output set: compare.md, compare.png and compare.json are replaced together or not at all
+        with output_set(out_dir) as files:
+            files.write_text("compare.md", format_markdown(comparison))
+            files.write("compare.png", lambda tmp: plot_comparison(comparison, tmp))
+            files.write_json("compare.json", _json_safe(comparison))
     if verbose:
         print(format_markdown(comparison))
     return comparison
@@ -282,6 +282,12 @@ def compare_folders(run_a: str, run_b: str, out_dir: str, names: Optional[Sequen
     """``compare_runs`` on evaluation folders or nnU-Net fold folders (evaluated first into
     out_dir/eval_A and out_dir/eval_B)."""
     names = _check_names(names or default_run_names(run_a, run_b))
+    refuse_output_inside_inputs(out_dir, {"-a": run_a, "-b": run_b, "--ref": ref_dir})
+    for option, run_dir in (("-a", run_a), ("-b", run_b)):
+        if not os.path.isdir(run_dir):
+            raise EvaluationError("%s %s does not exist (or is not a folder)" % (option, run_dir))
+    if os.path.realpath(run_a) == os.path.realpath(run_b):
+        raise EvaluationError("-a and -b are the same run (%s): a run compared with itself differs nowhere" % run_a)
     options = dict(ref_dir=ref_dir, labels=labels, tolerance_mm=tolerance_mm, task=task,
                    num_processes=num_processes, verbose=verbose)
     eval_a = prepare_evaluation(run_a, os.path.join(out_dir, "eval_A"), **options)
@@ -305,8 +311,10 @@ def default_run_names(run_a: str, run_b: str) -> Tuple[str, str]:
 
 def _check_names(names: Sequence[str]) -> Tuple[str, str]:
     names = tuple(names)
-    if len(names) != 2 or not all(isinstance(n, str) and n for n in names):
+    if len(names) != 2 or not all(isinstance(n, str) and n.strip() for n in names):
         raise EvaluationError("--names takes two non-empty names, got %r" % (names,))
+    if names[0] == names[1]:
+        raise EvaluationError("--names gives both runs the name %r; the report could not tell them apart" % names[0])
     return names
 
 

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from evaluation import labelmaps
 from evaluation.metrics import METRICS, score_case
-from nnunet_genesis.atomic import atomic_write, make_dirs, write_json_atomic
+from nnunet_genesis.atomic import atomic_write, output_set, refuse_output_inside_inputs
 
 #: NSD tolerance used when neither --tolerance nor a sourced per-task value is available.
 #: 2 mm: one to two voxels at the in-plane resolution of the Decathlon's CT and MR data
@@ -77,8 +77,11 @@ def list_cases(folder: str) -> Dict[str, str]:
     for filename in sorted(os.listdir(folder)):
         name = case_name(filename)
         path = os.path.join(folder, filename)
-        if name is None or not os.path.isfile(path):
+        if name is None:
             continue
+        if not os.path.isfile(path):   # a folder, a dangling link or a link loop named like a label map
+            raise EvaluationError("%s is named like a label map but is not a readable file (%s)"
+                                  % (path, "a folder" if os.path.isdir(path) else "a broken or looping link"))
         if name in cases:
             raise EvaluationError("%s holds case %r twice: %s and %s"
                                   % (folder, name, os.path.basename(cases[name]), filename))
@@ -119,9 +122,18 @@ def _fmt(values) -> str:
 
 # --------------------------------------------------------------------------- per case
 
+def _label_voxels(label_map: np.ndarray) -> Dict[int, int]:
+    """{non-zero label: voxel count} of a label map."""
+    flat = label_map.ravel()
+    if flat.size and flat.max() > 65535:   # a count per possible value would not fit in memory: sort instead
+        values, counts = np.unique(flat, return_counts=True)
+        return {int(v): int(c) for v, c in zip(values, counts) if v != 0}
+    counts = np.bincount(flat) if flat.size else np.zeros(1, np.int64)
+    return {int(label): int(counts[label]) for label in np.nonzero(counts)[0] if label != 0}
+
+
 def _labels_present(label_map: np.ndarray) -> List[int]:
-    counts = np.bincount(label_map.ravel()) if label_map.size else np.zeros(1, np.int64)
-    return [int(label) for label in np.nonzero(counts)[0] if label != 0]
+    return sorted(_label_voxels(label_map))
 
 
 def evaluate_case(job: Tuple[str, str, Optional[str], Optional[Tuple[int, ...]], float]) -> dict:
@@ -129,8 +141,8 @@ def evaluate_case(job: Tuple[str, str, Optional[str], Optional[Tuple[int, ...]],
     (then: every label in the reference or the prediction), tolerance in mm[, the task's label set or
     None]). Both label maps pass the shared validator (evaluation.labelmaps) first.
 
-    Returns {"case", "reference_labels", "missing", "scores": {label: score_label dict}}; a
-    missing prediction has no scores (the caller fills in zeros once the label set is known), and
+    Returns {"case", "reference_labels", "prediction_voxels" ({label: voxels} of the prediction), "missing",
+    "scores": {label: score_label dict}}; a missing prediction has no scores (the caller fills in zeros once the label set is known), and
     a label that was not scored is absent from both masks.
     """
     case, reference_path, prediction_path, labels, tolerance_mm = job[:5]
@@ -138,13 +150,16 @@ def evaluate_case(job: Tuple[str, str, Optional[str], Optional[Tuple[int, ...]],
     reference, reference_image = read_label_map(reference_path, labelmaps.REFERENCE, allowed)
     reference_labels = _labels_present(reference)
     if prediction_path is None:
-        return {"case": case, "reference_labels": reference_labels, "missing": True, "scores": {}}
+        return {"case": case, "reference_labels": reference_labels, "prediction_voxels": {}, "missing": True,
+                "scores": {}}
     prediction, prediction_image = read_label_map(prediction_path, labelmaps.PREDICTION, allowed)
     check_same_geometry(reference_image, prediction_image, reference_path, prediction_path)
+    prediction_voxels = _label_voxels(prediction)
     if labels is None:
-        labels = sorted(set(reference_labels) | set(_labels_present(prediction)))
+        labels = sorted(set(reference_labels) | set(prediction_voxels))
     scores = score_case(reference, prediction, labels, spacing_zyx(reference_image), tolerance_mm)
-    return {"case": case, "reference_labels": reference_labels, "missing": False, "scores": scores}
+    return {"case": case, "reference_labels": reference_labels, "prediction_voxels": prediction_voxels,
+            "missing": False, "scores": scores}
 
 
 def _missing_scores() -> dict:
@@ -241,10 +256,15 @@ def evaluate_folders(ref_dir: str, pred_dir: str, labels: Optional[Sequence[int]
                               "nothing would be scored" % (pred_dir, ref_dir))
     results = _run_jobs(jobs, num_processes or default_num_processes(), verbose)
 
+    predicted_only = labels_only_in_predictions(results)
     if labels is None:
-        labels = sorted({label for result in results for label in result["reference_labels"]})
+        # every label the references hold, and every label only predicted: its voxels are false positives
+        labels = sorted({label for result in results for label in result["reference_labels"]} | set(predicted_only))
         if not labels:
             raise EvaluationError("the references in %s hold no non-zero label; pass -l" % ref_dir)
+    if verbose:
+        for label, cases in sorted(predicted_only.items()):
+            print("warning: " + predicted_only_warning(label, cases, label in labels), file=sys.stderr)
     rows = _rows(results, labels, label_names)
     summary = summarise(rows, labels)
     summary.update({
@@ -257,20 +277,40 @@ def evaluate_folders(ref_dir: str, pred_dir: str, labels: Optional[Sequence[int]
         "labels": {str(label): label_names.get(label, "") for label in labels},
         "num_cases": len(results),
         "cases_missing_prediction": missing,
+        "labels_only_in_predictions": {str(label): cases for label, cases in sorted(predicted_only.items())},
         "predictions_without_reference": extra,
         "conventions": "both masks empty: dice=1, nsd=1, hd95=0; one empty: dice=0, nsd=0, hd95=NaN "
                        "(excluded from hd95 statistics); missing prediction: dice=0, nsd=0; std is the "
                        "sample standard deviation (ddof=1)",
     })
     if out_dir is not None:
-        make_dirs(out_dir)
-        # each file atomically (a failed write leaves the earlier version intact); summary.json last, so
-        # that a folder whose summary.json is new has a per_case.csv of the same run
-        write_per_case_csv(rows, os.path.join(out_dir, PER_CASE_FILE))
-        write_json_atomic(_json_safe(summary), os.path.join(out_dir, SUMMARY_FILE))
+        # one output set: per_case.csv and summary.json are replaced together or not at all
+        with output_set(out_dir) as files:
+            files.write(PER_CASE_FILE, _per_case_writer(rows))
+            files.write_json(SUMMARY_FILE, _json_safe(summary))
     if verbose:
         print(format_summary_table(summary))
     return summary
+
+
+def labels_only_in_predictions(results: List[dict]) -> Dict[int, Dict[str, int]]:
+    """{label: {case: voxels}} of the labels some prediction holds and no reference does."""
+    in_references = {label for result in results for label in result["reference_labels"]}
+    found: Dict[int, Dict[str, int]] = {}
+    for result in sorted(results, key=lambda r: r["case"]):
+        for label, voxels in result.get("prediction_voxels", {}).items():
+            if label not in in_references:
+                found.setdefault(label, {})[result["case"]] = voxels
+    return found
+
+
+def predicted_only_warning(label: int, cases: Dict[str, int], scored: bool) -> str:
+    """One line: the label, the cases and their voxel counts, and whether its voxels count as false positives."""
+    listed = ", ".join("%s (%d voxels)" % (case, voxels) for case, voxels in list(cases.items())[:10])
+    return ("label %d occurs only in the predictions, in no reference: %d case(s), %d voxels: %s%s; %s"
+            % (label, len(cases), sum(cases.values()), listed, " ..." if len(cases) > 10 else "",
+               "scored: its voxels are false positives (Dice 0 in those cases)" if scored
+               else "NOT scored (not among the labels asked with -l)"))
 
 
 def _run_jobs(jobs: List[tuple], num_processes: int, verbose: bool) -> List[dict]:
@@ -337,6 +377,10 @@ def _nanmean(values: List[float]) -> float:
 
 def write_per_case_csv(rows: List[dict], path: str) -> None:
     """per_case.csv, written atomically (nnunet_genesis.atomic)."""
+    atomic_write(path, _per_case_writer(rows))
+
+
+def _per_case_writer(rows: List[dict]):
     def write(tmp):
         with open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=PER_CASE_COLUMNS)
@@ -344,7 +388,7 @@ def write_per_case_csv(rows: List[dict], path: str) -> None:
             for row in rows:
                 writer.writerow({key: (repr(float(row[key])) if key in METRICS else row[key])
                                  for key in PER_CASE_COLUMNS})
-    atomic_write(path, write)
+    return write
 
 
 def read_per_case_csv(path: str) -> List[dict]:
@@ -401,16 +445,9 @@ def _json_safe(value):
 
 
 def _check_out_dir(out_dir: str, *input_dirs: str) -> None:
-    """Refuse to write into an input folder, or over a summary.json we did not write (nnU-Net
-    writes its own summary.json into validation_raw)."""
-    real_out = os.path.realpath(out_dir)
-    for folder in input_dirs:
-        real_in = os.path.realpath(folder)
-        if real_out == real_in:
-            raise EvaluationError("output folder %s is also an input folder; choose another -o" % out_dir)
-        if os.path.commonpath([real_out, real_in]) == real_in:
-            raise EvaluationError("output folder %s lies inside the input folder %s (a prediction folder must hold "
-                                  "nothing but label maps); choose another -o" % (out_dir, folder))
+    """Refuse to write into an input folder (OutputInsideInputError, nnunet_genesis.atomic), or over a
+    summary.json we did not write (nnU-Net writes its own summary.json into validation_raw)."""
+    refuse_output_inside_inputs(out_dir, {"an input": list(input_dirs)})
     summary = os.path.join(out_dir, SUMMARY_FILE)
     if os.path.isfile(summary):
         try:

@@ -285,11 +285,25 @@ def score_case(reference_labels: np.ndarray, predicted_labels: np.ndarray, label
     labels = [int(label) for label in labels]
     if any(label <= 0 for label in labels):
         raise ValueError("labels must be positive integers (0 is background), got %s" % labels)
-    reference_boxes = _label_boxes(reference_labels, max(labels, default=0))
-    predicted_boxes = _label_boxes(predicted_labels, max(labels, default=0))
+    reference_boxes = _boxes_of(reference_labels, labels)
+    predicted_boxes = _boxes_of(predicted_labels, labels)
     return {label: score_label(reference_labels, predicted_labels, label, spacing, tolerance_mm,
-                               boxes=(reference_boxes[label - 1], predicted_boxes[label - 1]))
+                               boxes=(reference_boxes[label], predicted_boxes[label]))
             for label in labels}
+
+
+def _boxes_of(label_map: np.ndarray, labels: Sequence[int]) -> Dict[int, object]:
+    """{label: bounding box or None}: one pass for all labels up to 4096; above that (a label value such as
+    2,000,000,000, whose one-pass table would not fit in memory) one pass per label."""
+    top = max(labels, default=0)
+    if top <= 4096:
+        boxes = _label_boxes(label_map, top)
+        return {label: boxes[label - 1] for label in labels}
+    found = {}
+    for label in labels:
+        box = ndimage.find_objects((np.asarray(label_map) == label).astype(np.uint8), max_label=1)
+        found[label] = box[0] if box else None
+    return found
 
 
 def _label_boxes(label_map: np.ndarray, max_label: int):

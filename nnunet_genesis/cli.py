@@ -14,6 +14,7 @@ import sys
 
 from nnunet_genesis.nnunet_v1 import layout
 
+EXIT_BAD_INPUT = 2
 EXIT_FILE_ERROR = 4
 DEBUG_ENV = "NNUNET_GENESIS_DEBUG"
 
@@ -34,8 +35,13 @@ def file_error_line(prog: str, error: OSError) -> str:
 
 
 def command(prog: str):
-    """Decorator for a ``main(argv) -> int``: an OSError becomes one line on stderr and EXIT_FILE_ERROR
-    (re-raised with its traceback when NNUNET_GENESIS_DEBUG is set)."""
+    """Decorator for a ``main(argv) -> int``: an OSError becomes one line on stderr and EXIT_FILE_ERROR; an
+    output inside an input (``atomic.OutputInsideInputError``) and a pickle that is cut, damaged or not plain
+    data (``safe_pickle.UnsafePickleError``, naming the file) one line and EXIT_BAD_INPUT. Re-raised with its
+    traceback when NNUNET_GENESIS_DEBUG is set."""
+    from nnunet_genesis.atomic import OutputInsideInputError
+    from nnunet_genesis.safe_pickle import UnsafePickleError
+
     def wrap(main):
         @functools.wraps(main)
         def run(argv=None):
@@ -46,6 +52,11 @@ def command(prog: str):
                     raise
                 print(file_error_line(prog, error), file=sys.stderr)
                 return EXIT_FILE_ERROR
+            except (OutputInsideInputError, UnsafePickleError) as error:
+                if debugging():
+                    raise
+                print("%s: error: %s" % (prog, error), file=sys.stderr)
+                return EXIT_BAD_INPUT
         return run
     return wrap
 
@@ -76,6 +87,9 @@ def transfer_main(argv=None):
     args = parser.parse_args(argv)
 
     from nnunet_genesis.transfer import TransferRefused, plan_transfer_for_task
+    if args.output:   # the report never replaces the weights it reports on
+        from nnunet_genesis.atomic import refuse_output_inside_inputs
+        refuse_output_inside_inputs(args.output, {"-w": args.weights})
     try:
         report = plan_transfer_for_task(args.weights, args.task, model=args.model,
                                         plans_identifier=args.plans_identifier, mode=args.mode,

@@ -219,34 +219,36 @@ def restoration_report(network, cases: Dict[str, np.ndarray], patch_size, make_g
     network (None: unknown, always judged; see ``restoration.collapse_reasons``). ``extra``: more
     entries for the summary (what was scored, by whom). Returns the summary."""
     from nnunet_genesis.previews import save_preview_grid
-    from nnunet_genesis.atomic import make_dirs, write_json_atomic
+    from nnunet_genesis.atomic import output_set
     from nnunet_genesis.restoration import COLLAPSE_MIN_ITERATIONS, collapse_reasons, restoration_verdict, score_pairs
-    make_dirs(output_folder)
     pairs = validation_pairs(cases, patch_size, make_genesis_transform, seed)
     restored = {kind: [restore_patch(network, d) for d, _ in kind_pairs] for kind, kind_pairs in pairs.items()}
     scores = score_pairs(pairs, answers=restored)
     names = sorted(cases)
-    for kind, kind_pairs in pairs.items():
-        n = min(max_previews, len(kind_pairs))
-        if n == 0:
-            continue
-        columns = {}
-        for i in range(n):
-            distorted, original = kind_pairs[i]
-            channel = slice(0, 1)  # first modality; one row per case
-            columns.setdefault("original", []).append(original[channel])
-            columns.setdefault("distorted", []).append(distorted[channel])
-            columns.setdefault("restored", []).append(restored[kind][i][channel])
-        save_preview_grid({k: np.concatenate(v) for k, v in columns.items()},
-                          os.path.join(output_folder, "%s.png" % kind), channel_names=short_names(names[:n]),
-                          title="%s: R^2 network %.3f, identity %.3f" % (kind, scores[kind]["network"],
-                                                                        scores[kind]["identity"]))
-    summary = {"cases": names, "patch_size": [int(p) for p in patch_size], "scores": scores,
-               "verdict": restoration_verdict(scores),
-               "collapse": collapse_reasons(scores, iterations, min_iterations if min_iterations is not None
-                                            else COLLAPSE_MIN_ITERATIONS)}
-    summary.update(extra or {})
-    write_json_atomic(summary, os.path.join(output_folder, "summary.json"))
+    # one output set: summary.json and the PNGs replace the earlier ones together (an earlier PNG not drawn again
+    # is removed), or not at all (nnunet_genesis.atomic.OutputSet)
+    with output_set(output_folder, stale=["%s.png" % kind for kind in pairs]) as files:
+        for kind, kind_pairs in pairs.items():
+            n = min(max_previews, len(kind_pairs))
+            if n == 0:
+                continue
+            columns = {}
+            for i in range(n):
+                distorted, original = kind_pairs[i]
+                channel = slice(0, 1)  # first modality; one row per case
+                columns.setdefault("original", []).append(original[channel])
+                columns.setdefault("distorted", []).append(distorted[channel])
+                columns.setdefault("restored", []).append(restored[kind][i][channel])
+            files.write("%s.png" % kind, lambda tmp: save_preview_grid(
+                {k: np.concatenate(v) for k, v in columns.items()}, tmp, channel_names=short_names(names[:n]),
+                title="%s: R^2 network %.3f, identity %.3f" % (kind, scores[kind]["network"],
+                                                              scores[kind]["identity"])))
+        summary = {"cases": names, "patch_size": [int(p) for p in patch_size], "scores": scores,
+                   "verdict": restoration_verdict(scores),
+                   "collapse": collapse_reasons(scores, iterations, min_iterations if min_iterations is not None
+                                                else COLLAPSE_MIN_ITERATIONS)}
+        summary.update(extra or {})
+        files.write_json("summary.json", summary)
     return summary
 
 

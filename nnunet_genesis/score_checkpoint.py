@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 
 from nnunet_genesis import safe_pickle
+from nnunet_genesis.atomic import refuse_output_inside_inputs
 from nnunet_genesis.nnunet_v1 import layout
 
 
@@ -28,6 +29,8 @@ def residual_from_checkpoint(weights: str) -> Optional[bool]:
         return None
     try:
         name = safe_pickle.load(info).get("name")
+    except safe_pickle.UnsafePickleError as error:
+        raise ScoreError(str(error)) from None
     except Exception as error:
         raise ScoreError("%s: not an nnU-Net checkpoint .pkl (%s: %s)" % (info, type(error).__name__, error))
     from nnunet_genesis.integration import find_genesis_trainer
@@ -49,7 +52,7 @@ def load_prepared_cases(task_dir: str, plans: dict, stage, max_cases: int):
     for name in names:
         path = os.path.join(folder, name + ".npz")
         try:
-            cases[name] = np.asarray(np.load(path)["data"][:-1], dtype=np.float32)
+            cases[name] = np.asarray(np.load(path, allow_pickle=False)["data"][:-1], dtype=np.float32)
         except Exception as error:
             raise ScoreError("%s: unreadable prepared case (%s: %s)" % (path, type(error).__name__, error))
     return cases
@@ -68,8 +71,11 @@ def score_checkpoint(weights: str, task: str, output_folder: str, max_cases: int
 
     if not os.path.isfile(weights):
         raise ScoreError("%s: no such checkpoint file" % weights)
+    if max_cases < 1:
+        raise ScoreError("--cases %d: score at least 1 case" % max_cases)
     task_name = resolve_task_name(task)
     task_dir = os.path.join(_nnunet_folders()[2], task_name)
+    refuse_output_inside_inputs(output_folder, {"-w": weights, "-t": task_dir})
     plans_file = layout.plans_file(task_dir, plans_identifier)
     if not os.path.isfile(plans_file):
         raise ScoreError("%s: no 3D plans (prepare the task with nnUNet_genesis_prepare first)" % plans_file)

@@ -38,7 +38,7 @@ import os
 import pickle
 from collections import OrderedDict
 
-from nnunet_genesis.atomic import write_json_atomic, write_pickle_atomic
+from nnunet_genesis.atomic import refuse_output_inside_inputs, write_json_atomic, write_pickle_atomic
 from nnunet_genesis.nnunet_v1 import layout
 from nnunet_genesis.unlabeled_cases import (CaseJob, run_case_jobs, case_outputs, is_finished,  # noqa: F401
                                             prepare_case, source_signature, unfinished_reason, write_raw_channels)
@@ -68,6 +68,8 @@ def resolve_task_name(task):
     """'901', 901 or 'Task901_FakeCT' -> 'Task901_FakeCT' (via nnU-Net's own id lookup)."""
     try:
         return layout.resolve_task_name(task)
+    except layout.NoSuchTask as err:
+        raise PrepareError(str(err)) from None
     except ValueError:
         raise PrepareError("target task %r is neither a task id nor a TaskNNN_Name" % (task,)) from None
     except RuntimeError as err:
@@ -79,8 +81,12 @@ def load_target_plans(target_task_name, plans_identifier=DEFAULT_PLANS_IDENTIFIE
     _, _, preprocessed = _nnunet_folders()
     plans_file = layout.plans_file(os.path.join(preprocessed, target_task_name), plans_identifier)
     if not os.path.isfile(plans_file):
-        raise PrepareError("no 3D plans for the target at %s: plan it first (nnUNet_plan_and_preprocess -t %s)"
-                           % (plans_file, target_task_name[4:7]))
+        folder = os.path.dirname(plans_file)
+        others = sorted(f[:-len(layout.PLANS_SUFFIX[3])] for f in (os.listdir(folder) if os.path.isdir(folder) else [])
+                        if f.endswith(layout.PLANS_SUFFIX[3]))
+        raise PrepareError("no 3D plans for the target at %s: %s" % (
+            plans_file, ("its plans identifiers are %s (-p)" % ", ".join(others)) if others else
+            "plan it first (nnUNet_plan_and_preprocess -t %s)" % target_task_name[4:7]))
     return layout.load_plans(plans_file)
 
 
@@ -201,6 +207,10 @@ def prepare_pretraining_task(target, sources, task_id, num_processes=2, overwrit
     sources = [str(sources)] if isinstance(sources, (str, os.PathLike)) else [str(s) for s in sources]
     if not sources:
         raise PrepareError("no sources given")
+    try:
+        task_id = layout.check_task_id(task_id)
+    except ValueError as err:
+        raise PrepareError("-o: %s" % err) from None
     raw_base, cropped_base, preprocessed_base = _nnunet_folders()
     target_task_name = resolve_task_name(target)
     target_plans = load_target_plans(target_task_name, plans_identifier)
@@ -213,6 +223,11 @@ def prepare_pretraining_task(target, sources, task_id, num_processes=2, overwrit
             raise PrepareError("task id %03d is already used by %s in %s; choose another -o"
                                % (int(task_id), clash[0], base))
 
+    raw_dir = os.path.join(raw_base, task_name)
+    cropped_dir = os.path.join(cropped_base, task_name)
+    preprocessed_dir = os.path.join(preprocessed_base, task_name)
+    refuse_outputs_inside_sources((raw_dir, cropped_dir, preprocessed_dir), sources, task_id)
+
     num_modalities = int(target_plans["num_modalities"])
     target_modalities = [target_plans["modalities"][i] for i in sorted(target_plans["modalities"])]
     discovery = discover_cases(sources, num_modalities, channels, exclude_folder=os.path.join(raw_base, task_name),
@@ -222,11 +237,9 @@ def prepare_pretraining_task(target, sources, task_id, num_processes=2, overwrit
         raise PrepareError("nothing usable in the sources (%d file(s) skipped): %s"
                            % (len(discovery.skipped), ", ".join(sources)))
 
-    raw_dir = os.path.join(raw_base, task_name)
-    cropped_dir = os.path.join(cropped_base, task_name)
-    preprocessed_dir = os.path.join(preprocessed_base, task_name)
     stage = layout.last_stage(target_plans)
     stage_dir = layout.stage_folder(preprocessed_dir, target_plans, stage)
+    created = [f for f in (raw_dir, cropped_dir, preprocessed_dir) if not os.path.isdir(f)]
     for folder in (os.path.join(raw_dir, "imagesTr"), cropped_dir, stage_dir):
         os.makedirs(folder, exist_ok=True)
 
@@ -238,7 +251,11 @@ def prepare_pretraining_task(target, sources, task_id, num_processes=2, overwrit
             for c in discovery.cases if c.case_id not in done_before]
     print("%s: %d case(s) to prepare, %d already prepared, %d file(s) skipped"
           % (task_name, len(jobs), len(done_before), len(discovery.skipped)))
-    failures = dict((cid, err) for cid, err in run_case_jobs(jobs, num_processes) if err is not None)
+    try:
+        failures = dict((cid, err) for cid, err in run_case_jobs(jobs, num_processes) if err is not None)
+    except BaseException:   # a write failure, an interrupt: no empty task folders left behind either
+        remove_empty_folders(created)
+        raise
 
     cases, skipped = case_entries(discovery, failures, done_before)
     known = {c["case_id"] for c in cases}
@@ -254,10 +271,7 @@ def prepare_pretraining_task(target, sources, task_id, num_processes=2, overwrit
         ("next_command", next_command(task_name, plans_identifier)),
     ])
     if not cases:
-        write_json_lenient(report, os.path.join(raw_dir, REPORT_NAME))
-        print_skipped(skipped)
-        raise PrepareError("nothing usable in the sources: every case failed (see %s)"
-                           % os.path.join(raw_dir, REPORT_NAME))
+        refuse_nothing_prepared(skipped, created)
 
     _write_task_files(report, target_plans, target_task_name, plans_identifier, cropped_dir, preprocessed_dir,
                       raw_dir, preprocessed_base)
@@ -287,6 +301,29 @@ def _write_task_files(report, target_plans, target_task_name, plans_identifier, 
         write_pickle_atomic(plans, layout.plans_file(preprocessed_dir, plans_identifier, dims))
     for folder in (raw_dir, preprocessed_dir):
         write_json_lenient(report, os.path.join(folder, REPORT_NAME))
+
+
+def refuse_outputs_inside_sources(outputs, sources, output_id):
+    """OutputInsideInputError (one line) when an output folder lies inside a source or a source inside it (v1, v2)."""
+    for output in outputs:
+        refuse_output_inside_inputs(output, {"-i": sources}, "-o %s" % output_id, output_contains_inputs=True)
+
+
+def remove_empty_folders(folders):
+    """Remove each of ``folders`` (made by this run) where it holds only empty folders; never a file."""
+    for folder in folders:
+        for parent, _, files in os.walk(folder, topdown=False):
+            if not files and not os.listdir(parent):
+                os.rmdir(parent)
+
+
+def refuse_nothing_prepared(skipped, created):
+    """Every case failed: remove the folders this run ``created`` where they hold no file (a refused run leaves no
+    empty task folders behind), list the skipped files and raise PrepareError (v1, v2)."""
+    remove_empty_folders(created)
+    print_skipped(skipped)
+    raise PrepareError("nothing usable in the sources: every case failed (%d file(s) skipped, listed above)"
+                       % len(skipped))
 
 
 def print_skipped(skipped):

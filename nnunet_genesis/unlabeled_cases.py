@@ -10,6 +10,7 @@ skipped on its own (a re-run keeps finished cases), and one bad file is reported
 """
 import contextlib
 import io
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -144,6 +145,23 @@ def preprocess_atomically(job: CaseJob, case_id: str) -> None:
         shutil.rmtree(tmp_stage, ignore_errors=True)
 
 
+MAX_RESAMPLED_VOXELS = 2 ** 31   # a case larger than this at the target spacing is a wrong spacing, not a scan
+
+
+def check_resampled_size(case: Case, target_spacing) -> None:
+    """PrepareError (the report names the file) when the case, resampled to the target spacing (array order z, y, x as
+    nnU-Net's ``current_spacing``), would have no voxel along an axis or more than MAX_RESAMPLED_VOXELS: its
+    header's spacing is wrong (1e-6 mm or 1000 mm), and nnU-Net would write an empty case or run out of memory."""
+    shape = [size * spacing / float(target)
+             for size, spacing, target in zip(case.size[::-1], case.spacing[::-1], target_spacing)]
+    if min(shape) < 1 or math.prod(shape) > MAX_RESAMPLED_VOXELS:
+        raise PrepareError("size %s at spacing %s mm would be %s voxels at the target spacing %s mm; "
+                           "its spacing is implausible" % (tuple(case.size),
+                                                           tuple(round(s, 6) for s in case.spacing),
+                                                           " x ".join("%.3g" % v for v in shape[::-1]),
+                                                           tuple(float(t) for t in target_spacing)[::-1]))
+
+
 def prepare_case(job: CaseJob):
     """Raw files, cropped npz/pkl and preprocessed npz/pkl of one case; returns (case_id, error or None).
 
@@ -155,6 +173,7 @@ def prepare_case(job: CaseJob):
     case = job.case
     produced = []
     try:
+        check_resampled_size(case, job.target_spacing)
         with contextlib.redirect_stdout(io.StringIO()):   # nnU-Net prints several lines per case
             raw_files = write_raw_channels(case, job.raw_images_dir)
             produced += raw_files
@@ -179,6 +198,8 @@ def prepare_case(job: CaseJob):
             raise as_write_error(err, job.stage_dir) from None
         reason = error_text(err) if isinstance(err, PrepareError) else \
             "%s: %s" % (type(err).__name__, error_text(err))
+        if isinstance(err, ValueError) and "zero-size array" in str(err):   # nnU-Net's crop of an empty mask
+            reason = "no non-zero, finite voxel (all 0 or NaN): nothing to crop to, nothing to pretrain on"
         return case.case_id, reason
 
 

@@ -79,7 +79,11 @@ def _image_files(folder, discovery):
     files = []
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
-        if not os.path.isfile(path) or _strip_image_extension(name) is None:
+        if _strip_image_extension(name) is None:
+            continue
+        if not os.path.isfile(path):
+            if os.path.islink(path):
+                discovery.skipped.append({"file": path, "reason": "a broken or looping link, no file behind it"})
             continue
         if name.startswith("."):
             discovery.skipped.append({"file": path, "reason": "hidden file (e.g. macOS metadata), not an image"})
@@ -186,6 +190,54 @@ def _read_header(path):
     return reader
 
 
+_DETACHED_DATA_KEYS = {".mhd": "elementdatafile", ".nhdr": "datafile"}   # MetaImage, detached NRRD header
+
+
+def _bytes_per_value(pixel_id) -> Optional[int]:
+    """Bytes of one value of a SimpleITK pixel type (scalar or vector), None for others (complex, labels)."""
+    for names, size in ((("UInt8", "Int8"), 1), (("UInt16", "Int16"), 2), (("UInt32", "Int32", "Float32"), 4),
+                        (("UInt64", "Int64", "Float64"), 8)):
+        for name in names:
+            if pixel_id in (getattr(sitk, "sitk" + name, None), getattr(sitk, "sitkVector" + name, None)):
+                return size
+    return None
+
+
+def detached_data_fault(path, header) -> Optional[str]:
+    """For a header whose voxels lie in another file (.mhd -> ElementDataFile, .nhdr -> 'data file'): why that
+    file cannot hold the volume (missing, or fewer bytes than the header announces uncompressed), naming it;
+    None when it is fine or the header holds its data (LOCAL), lists several files or is compressed."""
+    key = _DETACHED_DATA_KEYS.get(os.path.splitext(path)[1].lower())
+    if key is None:
+        return None
+    entries = {}
+    with open(path, "rb") as f:
+        for raw_line in f.read(65536).decode("latin-1").splitlines():
+            for separator in ("=", ":"):
+                if separator in raw_line:
+                    name, value = raw_line.split(separator, 1)
+                    entries.setdefault(name.strip().lower().replace(" ", ""), value.strip())
+                    break
+    data = entries.get(key)
+    if not data or data.upper() in ("LOCAL", "LIST") or "%" in data or " " in data:
+        return None
+    data_file = os.path.join(os.path.dirname(path), data)
+    if not os.path.isfile(data_file):
+        return "its data file %s is missing (the header %s names it)" % (data_file, os.path.basename(path))
+    compressed = entries.get("compresseddata", "false").lower() == "true" or \
+        entries.get("encoding", "raw").lower() not in ("raw", "")
+    if not compressed:
+        bytes_per_value = _bytes_per_value(header.GetPixelID())
+        if bytes_per_value:
+            expected = bytes_per_value * header.GetNumberOfComponents()
+            for extent in header.GetSize():
+                expected *= int(extent)
+            if os.path.getsize(data_file) < expected:
+                return "its data file %s is cut short (%d of %d bytes)" % (data_file, os.path.getsize(data_file),
+                                                                         expected)
+    return None
+
+
 def _inspect_case(case_id, files, channels_wanted, expected_channels):
     """Case from its files' headers, or (None, reason) for a file that cannot be a 3D case.
 
@@ -198,6 +250,9 @@ def _inspect_case(case_id, files, channels_wanted, expected_channels):
             header = _read_header(path)
         except RuntimeError as err:
             return None, (path, "unreadable: %s" % error_text(err))
+        detached = detached_data_fault(path, header)
+        if detached is not None:
+            return None, (path, detached)
         dim, shape = header.GetDimension(), header.GetSize()
         components = header.GetNumberOfComponents()
         if dim == 4 and components == 1:

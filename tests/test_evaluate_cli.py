@@ -224,10 +224,11 @@ def test_compare_nnunet_fold_folders(data, tmp_path):
 
 
 def test_compare_fold_folder_without_labels_is_refused(tmp_path):
-    fold = tmp_path / "Task500_Toy" / "T__P" / "fold_0"
-    (fold / "validation_raw").mkdir(parents=True)
+    fold, other = tmp_path / "Task500_Toy" / "T__P" / "fold_0", tmp_path / "Task500_Toy" / "T2__P" / "fold_0"
+    for folder in (fold, other):
+        (folder / "validation_raw").mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if k not in ("nnUNet_raw_data_base", "nnUNet_preprocessed")}
-    result = run("nnUNet_genesis_compare", "-a", fold, "-b", fold, "-o", tmp_path / "out", env=env)
+    result = run("nnUNet_genesis_compare", "-a", fold, "-b", other, "-o", tmp_path / "out", env=env)
     assert result.returncode != 0 and "--ref" in result.stderr
 
 

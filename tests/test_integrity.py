@@ -12,6 +12,7 @@ import gzip
 import os
 import re
 import resource
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -200,7 +201,7 @@ def test_evaluate_and_compare_with_nothing_in_common_are_errors(scored, tmp_path
 
     # an output folder inside its own input is refused, and nothing is written there
     done = run([stock_command("nnUNet_genesis_evaluate"), "-ref", ref, "-pred", other, "-o", other / "scores"])
-    assert done.returncode == 1
+    assert done.returncode == 2   # bad input (the shared check of nnunet_genesis.atomic)
     assert "lies inside the input folder %s" % other in one_error_line(done, "nnUNet_genesis_evaluate")
     assert os.listdir(str(other)) == ["unrelated.nii.gz"]
 
@@ -453,7 +454,8 @@ def test_evaluate_write_failure_keeps_earlier_results_and_says_so_in_one_line(sc
 def test_compare_write_failure_keeps_the_earlier_report(scored, tmp_path):
     _, _, out = scored
     report = tmp_path / "cmp"
-    args = [stock_command("nnUNet_genesis_compare"), "-a", out, "-b", out, "-o", report]
+    shutil.copytree(str(out), str(tmp_path / "same_scores"))    # a second run (a run with itself is refused)
+    args = [stock_command("nnUNet_genesis_compare"), "-a", out, "-b", tmp_path / "same_scores", "-o", report]
     assert run(args + ["--names", "A", "B"]).returncode == 0
     earlier = tree_bytes(report)
     done = run(args + ["--names", "C", "D"], max_file_bytes=300)     # a new report would differ

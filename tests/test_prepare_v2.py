@@ -120,7 +120,7 @@ def test_layout_names_what_nnunet_v2_names(v2_folders, target, monkeypatch):
         layout.resolve_dataset_name(TARGET_NAME) == maybe_convert_to_dataset_name(TARGET_ID) == TARGET_NAME
     assert layout.dataset_name(4, "Hippocampus") == "Dataset004_Hippocampus"
     assert layout.dataset_id_of("Dataset004_Hippocampus") == 4
-    with pytest.raises(layout.LayoutError, match="no dataset with id 963"):
+    with pytest.raises(layout.LayoutError, match="no such dataset with id 963 .*nearest existing: %s" % TARGET_NAME):
         layout.resolve_dataset_name(963)
     plans = layout.load_json(layout.plans_file(os.path.join(v2_folders["nnUNet_preprocessed"], TARGET_NAME)))
     assert layout.configuration_folder_name(plans, CONFIGURATION) == "nnUNetPlans_3d_fullres"
@@ -207,8 +207,9 @@ def test_bad_target_is_one_clear_line_and_a_nonzero_exit(prepared, extra_source,
                           timeout=120)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1, done.stderr
-    assert lines[0].startswith("nnUNet_genesis_prepare: error: no dataset with id 969: no Dataset969_* folder in "
+    assert lines[0].startswith("nnUNet_genesis_prepare: error: no such dataset with id 969 (looked in "
                                "nnUNet_raw=%s" % os.environ["nnUNet_raw"])
+    assert "nearest existing: " in lines[0]
     assert not os.path.exists(os.path.join(os.environ["nnUNet_preprocessed"], "Dataset970_GenesisFakeCT"))
     from nnunet_genesis.cli import prepare_main
     for extra, expected in ((["-p", "nnUNetResEncUNetMPlans"], "no plans nnUNetResEncUNetMPlans.json for the "

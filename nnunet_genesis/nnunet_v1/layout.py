@@ -23,6 +23,7 @@ nnU-Net 1.7.1's own code, cited beside it:
 Standard library only at the top: ``nnunet`` is imported where nnU-Net's own lookup is asked.
 """
 import os
+import re
 from dataclasses import dataclass
 from typing import List, Mapping, Optional
 
@@ -40,6 +41,7 @@ DEFAULT_PLANS_IDENTIFIER = "nnUNetPlansv2.1"
 PLANS_SUFFIX = {3: "_plans_3D.pkl", 2: "_plans_2D.pkl"}
 NETWORKS = ("2d", "3d_lowres", "3d_fullres", "3d_cascade_fullres")
 FINAL_CHECKPOINT = "model_final_checkpoint.model"
+_TASK_NAME = re.compile(r"^Task\d{3}_.+$")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -105,6 +107,18 @@ def unset_process_variables() -> List[str]:
 # task names and ids
 # ----------------------------------------------------------------------------------------------------------------
 
+def check_task_id(task_id) -> int:
+    """``task_id`` as an int; ValueError unless it is a three-digit id 1..999 (nnU-Net's ``Task%03d_`` names and
+    its id lookup know no other)."""
+    try:
+        value = int(str(task_id).strip())
+    except ValueError:
+        raise ValueError("task id %r is not a number" % (task_id,)) from None
+    if not 0 < value < 1000:
+        raise ValueError("task id %d is not a three-digit id (1..999)" % value)
+    return value
+
+
 def task_prefix(task_id) -> str:
     """'Task003_' for id 3: what every folder of that task id starts with."""
     return "Task%03d_" % int(task_id)
@@ -129,14 +143,67 @@ def short_name_of(name: str) -> str:
     return name.split("_", 1)[1]
 
 
-def resolve_task_name(task) -> str:
+class NoSuchTask(ValueError):
+    """A task id or name no folder of nnU-Net carries: one line with the nearest existing names."""
+
+
+def existing_task_names(folders: Optional[NnUNetFolders] = None) -> List[str]:
+    """Every TaskNNN_Name folder in the raw, cropped, preprocessed and results folders (sorted, once each)."""
+    folders = process_folders() if folders is None else folders
+    parents = [folders.raw, folders.cropped, folders.preprocessed] + \
+        ([os.path.join(folders.results, n) for n in NETWORKS] if folders.results else [])
+    names = set()
+    for parent in parents:
+        if parent and os.path.isdir(parent):
+            names.update(d for d in os.listdir(parent) if _TASK_NAME.match(d) and os.path.isdir(os.path.join(parent, d)))
+    return sorted(names)
+
+
+def _id_in(name: str) -> Optional[int]:
+    found = re.match(r"^\D*(\d+)", name)
+    return int(found.group(1)) if found else None
+
+
+def nearest_names(asked, existing: List[str], count: int = 5) -> List[str]:
+    """The ``count`` existing names nearest to ``asked`` (v1 and v2): for an id, the nearest ids; for a name, those
+    with its id first, then by spelling (difflib's ratio)."""
+    import difflib
+    text, asked_id = str(asked), _id_in(str(asked))
+    if text.isdigit():
+        return sorted(existing, key=lambda name: (abs(_id_in(name) - asked_id), name))[:count]
+    return sorted(existing, key=lambda name: (_id_in(name) != asked_id,
+                                              -difflib.SequenceMatcher(None, text.lower(), name.lower()).ratio(),
+                                              name))[:count]
+
+
+def no_such_line(kind: str, asked, existing: List[str], where: str) -> str:
+    """'no such task Task071_Typo (looked in ...); nearest existing: ...' (v1 and v2)."""
+    nearest = nearest_names(asked, existing)
+    shown = ("with id %d" % int(asked)) if str(asked).isdigit() else str(asked)
+    return "no such %s %s (looked in %s); %s" % (
+        kind, shown, where, ("nearest existing: " + ", ".join(nearest)) if nearest else "none exists there")
+
+
+def _where(folders: NnUNetFolders) -> str:
+    return ", ".join(p for p in (folders.raw, folders.preprocessed, folders.results) if p) or "no folder (unset)"
+
+
+def resolve_task_name(task, folders: Optional[NnUNetFolders] = None) -> str:
     """'3', 3 or 'Task003_Liver' -> 'Task003_Liver', ids through nnU-Net's own lookup (convert_id_to_task_name,
-    which raises RuntimeError when no or several folders carry the id).  ValueError for anything else."""
-    text = str(task)
-    if is_task_name(text):
-        return text
-    if not text.isdigit():
+    which raises RuntimeError when several folders carry the id).  NoSuchTask (a ValueError), naming the nearest
+    existing tasks, when no folder of ``folders`` (default: this process's, :func:`process_folders`) carries the
+    id or the name; ValueError for anything else."""
+    text = str(task).strip()
+    if not is_task_name(text) and not text.isdigit():
         raise ValueError("task %r is neither a task id nor a TaskNNN_Name" % (task,))
+    folders = process_folders() if folders is None else folders
+    existing = existing_task_names(folders)
+    if is_task_name(text):
+        if text not in existing:
+            raise NoSuchTask(no_such_line("task", text, existing, _where(folders)))
+        return text
+    if not any(name.startswith(task_prefix(int(text))) for name in existing):
+        raise NoSuchTask(no_such_line("task", text, existing, _where(folders)))
     from nnunet.utilities.task_name_id_conversion import convert_id_to_task_name
     return convert_id_to_task_name(int(text))
 

@@ -52,6 +52,10 @@ class LayoutError(ValueError):
     """A name or folder nnU-Net v2 does not know (one line: the fault and what to do)."""
 
 
+class NoSuchDataset(LayoutError):
+    """A dataset id or name no folder of nnU-Net v2 carries: one line with the nearest existing names."""
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # folders
 # ----------------------------------------------------------------------------------------------------------------
@@ -142,10 +146,16 @@ def resolve_dataset_name(dataset) -> str:
     """4, '4' or 'Dataset004_Hippocampus' -> 'Dataset004_Hippocampus'.
 
     Ids go through nnunetv2's own lookup (``find_candidate_datasets``: the raw, preprocessed and results folders
-    that are set); LayoutError in one line when no folder or several carry the id, or for anything else.
+    that are set); NoSuchDataset (a LayoutError) naming the nearest existing datasets when no folder carries the
+    id or the name; LayoutError in one line when several carry the id, or for anything else.
     """
+    from nnunet_genesis.nnunet_v1.layout import no_such_line   # the one 'no such ... nearest existing' line
     text = str(dataset).strip()
+    folders = folders_from_env()
+    where = ", ".join("%s=%s" % (v, getattr(folders, a) or "(unset)") for v, a in _FOLDER_ATTRIBUTES.items())
     if is_dataset_name(text):
+        if text not in existing_dataset_names(folders):
+            raise NoSuchDataset(no_such_line("dataset", text, existing_dataset_names(folders), where))
         return text
     if not text.isdigit():
         raise LayoutError("dataset %r is neither a dataset id nor a DatasetXXX_Name" % (dataset,))
@@ -154,11 +164,19 @@ def resolve_dataset_name(dataset) -> str:
     candidates = [str(c) for c in find_candidate_datasets(dataset_id)]
     if len(candidates) == 1:
         return candidates[0]
-    folders = folders_from_env()
-    where = ", ".join("%s=%s" % (v, getattr(folders, a) or "(unset)") for v, a in _FOLDER_ATTRIBUTES.items())
     if not candidates:
-        raise LayoutError("no dataset with id %d: no %s* folder in %s" % (dataset_id, dataset_prefix(dataset_id), where))
+        raise NoSuchDataset(no_such_line("dataset", str(dataset_id), existing_dataset_names(folders), where))
     raise LayoutError("dataset id %d is ambiguous: %s (in %s)" % (dataset_id, ", ".join(candidates), where))
+
+
+def existing_dataset_names(folders: Optional[NnUNetV2Folders] = None) -> List[str]:
+    """Every DatasetXXX_Name folder in the raw, preprocessed and results folders (sorted, once each)."""
+    folders = folders_from_env() if folders is None else folders
+    names = set()
+    for parent in (folders.raw, folders.preprocessed, folders.results):
+        if parent and os.path.isdir(parent):
+            names.update(d for d in os.listdir(parent) if is_dataset_name(d) and os.path.isdir(os.path.join(parent, d)))
+    return sorted(names)
 
 
 # ----------------------------------------------------------------------------------------------------------------

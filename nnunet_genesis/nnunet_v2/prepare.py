@@ -43,8 +43,10 @@ from nnunet_genesis.atomic import as_write_error, is_write_failure, make_dirs
 from nnunet_genesis.integrity import error_text
 from nnunet_genesis.nnunet_v2 import layout
 from nnunet_genesis.unlabeled import (REPORT_NAME, case_entries, finished_case_ids, print_skipped, print_summary,
-                                      run_warnings, write_json_lenient)
-from nnunet_genesis.unlabeled_cases import run_case_jobs, source_signature, write_raw_channels
+                                      refuse_nothing_prepared, refuse_outputs_inside_sources, run_warnings,
+                                      write_json_lenient)
+from nnunet_genesis.unlabeled_cases import (check_resampled_size, run_case_jobs, source_signature,
+                                            write_raw_channels)
 from nnunet_genesis.unlabeled_discovery import Case, PrepareError, discover_cases
 
 PRETRAIN_TRAINER = "nnUNetTrainer_GenesisPretrain"
@@ -230,6 +232,7 @@ def prepare_case(job: CaseJob):
             seg_file = _background_seg(images[0], os.path.join(work, "background_seg.nii.gz"))
             manager = layout.plans_manager(job.plans)
             config = manager.get_configuration(job.configuration)
+            check_resampled_size(case, config.spacing)   # no empty case from a 1e-6 mm spacing (v1's check)
             preprocessor = config.preprocessor_class(verbose=False)
             preprocessor.run_case_save(os.path.join(work, case.case_id), images, seg_file, manager, config,
                                        job.dataset_json)
@@ -293,6 +296,7 @@ def prepare_pretraining_dataset(target, sources, dataset_id, num_processes=2, ov
     dataset_dir = os.path.join(layout.require_folder(layout.PREPROCESSED_VARIABLE), dataset_name)
     data_dir = layout.configuration_folder(dataset_dir, target_.plans, configuration)
 
+    refuse_outputs_inside_sources([dataset_dir], sources, dataset_id)
     channel_names = layout.channel_names(target_.dataset_json)
     discovery = discover_cases(sources, len(channel_names), channels, exclude_folder=dataset_dir,
                                target_modalities=channel_names)
@@ -300,6 +304,7 @@ def prepare_pretraining_dataset(target, sources, dataset_id, num_processes=2, ov
         print_skipped(discovery.skipped)
         raise PrepareError("nothing usable in the sources (%d file(s) skipped): %s"
                            % (len(discovery.skipped), ", ".join(sources)))
+    created = [f for f in (dataset_dir, data_dir) if not os.path.isdir(f)]
     make_dirs(data_dir)
 
     digest = preprocessing_digest(target_.plans, configuration)
@@ -329,10 +334,7 @@ def prepare_pretraining_dataset(target, sources, dataset_id, num_processes=2, ov
         ("next_command", next_command(dataset_id, plans_identifier, configuration)),
     ])
     if not cases:
-        write_json_lenient(report, os.path.join(dataset_dir, REPORT_NAME))
-        print_skipped(skipped)
-        raise PrepareError("nothing usable in the sources: every case failed (see %s)"
-                           % os.path.join(dataset_dir, REPORT_NAME))
+        refuse_nothing_prepared(skipped, created)
     _write_dataset_files(report, target_, configuration)
     print_summary(report, dataset_name)
     return dict(report)

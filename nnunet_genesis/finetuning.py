@@ -34,6 +34,9 @@ class FineTuneSettings:
     genesis_warmup_lr_scale = 0.0              # 0: transferred parameters frozen during the warm-up
     genesis_warmup_shape = "constant"          # or "linear": ramp from genesis_warmup_lr_scale to the rate after
     genesis_transferred_lr_scale = 1.0         # after the warm-up: transferred parameters at this x the rate
+    # True: fine-tune from a checkpoint whose pretraining record says it did not learn (the verdict is still
+    # printed and reported); as nnUNet_genesis_allow_unlearned=1 for one run (nnunet_genesis/pretraining_record.py)
+    genesis_allow_unlearned = False
 
 
 def warmup_lr_scale(epoch: int, warmup_epochs: int, scale_during_warmup: float, shape: str = "constant",
@@ -98,12 +101,13 @@ class PretrainedWeightsRefused(SystemExit):
 
 
 def transfer_for_training(network, fname: str, output_folder: str, mode: str, min_encoder_fraction: float,
-                          allow_partial: bool, strict: bool, log):
+                          allow_partial: bool, strict: bool, log, allow_unlearned: bool = False):
     """What a fine-tuning trainer (v1 and v2 alike) does with ``-pretrained_weights fname``: the verdict of
     the checkpoint's own pretraining record (``nnunet_genesis.pretraining_record``) ``log``-ged, then the
     adaptive transfer into ``network`` (:func:`nnunet_genesis.transfer.transfer_weights`), the report (with
     that record) saved as ``TRANSFER_REPORT_FILE`` in ``output_folder`` (also when refused) and ``log``-ged.
-    A checkpoint whose record says it did not learn (unless ``nnUNet_genesis_allow_unlearned=1``) or a
+    A checkpoint whose record says it did not learn (unless ``allow_unlearned`` or
+    ``nnUNet_genesis_allow_unlearned=1``) or a
     transfer the policy refuses: one ``REFUSED`` line, then :class:`PretrainedWeightsRefused`. Returns
     (report, the names of the transferred parameters in ``network.named_parameters()`` order)."""
     import os
@@ -115,7 +119,7 @@ def transfer_for_training(network, fname: str, output_folder: str, mode: str, mi
     report_file = os.path.join(output_folder, TRANSFER_REPORT_FILE)
     record = read_record(fname)
     log(describe(record, fname))
-    refused_line = refusal(record, fname)
+    refused_line = None if allow_unlearned else refusal(record, fname)
     if refused_line:
         log(refused_line)
         raise PretrainedWeightsRefused(refused_line)

@@ -166,3 +166,29 @@ def test_stock_train_proceeds_when_allowed_and_reports_the_verdict(unlearned):
         report = json.load(f)
     assert report["pretraining_record"]["verdict"] == NOT_LEARNED
     assert os.path.isfile(os.path.join(_fold_dir(unlearned, "2"), "model_final_checkpoint.model"))
+
+
+def test_trainer_setting_allows_what_the_environment_would(tmp_path):
+    """genesis_allow_unlearned = True (a trainer variant, e.g. the demo's) takes a 'not learned' checkpoint,
+    printing its verdict; without it the same call is refused (the function both trainers call)."""
+    from nnunet_genesis.finetuning import PretrainedWeightsRefused, transfer_for_training
+    from nnunet_genesis.transfer import build_generic_unet
+    from tests.test_finetune_e2e import published_genesis_checkpoint
+    weights = write_record(str(tmp_path / "pretrain"), scores(BELOW))
+    published_genesis_checkpoint(weights)
+    os.utime(os.path.join(str(tmp_path / "pretrain"), "validation_restoration", "summary.json"))
+    network = build_generic_unet(1, 32, 2, [[2, 2, 2]] * 3, [[3, 3, 3]] * 4)
+    lines = []
+    before = os.environ.pop(ALLOW_UNLEARNED_ENV, None)
+    try:
+        with pytest.raises(PretrainedWeightsRefused):
+            transfer_for_training(network, weights, str(tmp_path / "refused"), "encoder", 0.5, False, False,
+                                  lines.append)
+        report, names = transfer_for_training(network, weights, str(tmp_path / "taken"), "encoder", 0.5, False,
+                                              False, lines.append, allow_unlearned=True)
+    finally:
+        if before is not None:
+            os.environ[ALLOW_UNLEARNED_ENV] = before
+    assert names and any("NOT LEARNED" in line for line in lines)
+    with open(str(tmp_path / "taken" / "transfer_report.json")) as f:
+        assert json.load(f)["pretraining_record"]["verdict"] == NOT_LEARNED

@@ -56,10 +56,10 @@ ANSWERS = ("network", "identity", "mean", "template")
 COLLAPSE_VARIANCE_RATIO = 0.1
 COLLAPSE_MIN_ITERATIONS = 250
 # what the collapse warning tells the user to change (issue #18; docs/measurements_pretraining.md)
-COLLAPSE_ADVICE = ('genesis_recipe = "adamw_inpaint_inside" leaves the padding of cases smaller than the patch '
-                   'and the air around heads out of the loss; genesis_recipe = "adamw_inpaint_lowlr" lowers the peak '
-                   'learning rate to 3e-4 with a 15 % warm-up; more epochs (max_num_epochs) let the decaying rate '
-                   'catch up')
+COLLAPSE_ADVICE = ('genesis_recipe = "adamw_inpaint_lowlr" (peak learning rate 3e-4 instead of 1e-3, 15 % warm-up: the '
+                   'collapsed run of issue #18 recovered only once its rate had decayed); genesis_recipe = '
+                   '"adamw_inpaint_inside" where cases are smaller than the patch or surrounded by air (padding left '
+                   'out of the loss); a larger max_num_epochs (the same schedule, stretched)')
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,7 +229,7 @@ def collapse_warning(reasons: Sequence[str]) -> str:
     return ("WARNING: the pretraining network has COLLAPSED (%s): it paints an average instead of restoring its "
             "input, and fine-tuning from such weights cost a quarter of the Dice in issue #18 (the fine-tuning "
             "trainers refuse them unless nnUNet_genesis_allow_unlearned=1). What to change, in a subclass of the "
-            "pretraining trainer: %s." % ("; ".join(reasons), COLLAPSE_ADVICE))
+            "pretraining trainer, try: %s." % ("; ".join(reasons), COLLAPSE_ADVICE))
 
 
 def format_scores(scores: Mapping[str, Mapping[str, float]]) -> str:

@@ -34,6 +34,9 @@ class FineTuneSettings:
     genesis_warmup_lr_scale = 0.0              # 0: transferred parameters frozen during the warm-up
     genesis_warmup_shape = "constant"          # or "linear": ramp from genesis_warmup_lr_scale to the rate after
     genesis_transferred_lr_scale = 1.0         # after the warm-up: transferred parameters at this x the rate
+    # True: fine-tune from a checkpoint whose pretraining record says it did not learn (the verdict is still
+    # printed and reported); as nnUNet_genesis_allow_unlearned=1 for one run (nnunet_genesis/pretraining_record.py)
+    genesis_allow_unlearned = False
 
 
 def warmup_lr_scale(epoch: int, warmup_epochs: int, scale_during_warmup: float, shape: str = "constant",
@@ -83,29 +86,55 @@ def transferred_names_from_optimizer_state(optimizer_state_dict) -> List[str]:
     return []
 
 
+class PretrainedWeightsRefused(SystemExit):
+    """``-pretrained_weights`` refused (the transfer, or the checkpoint's own pretraining record): a
+    SystemExit with status 1, so the stock ``nnUNet_train`` / ``nnUNetv2_train`` ends with the one
+    ``REFUSED`` line already logged, not a traceback. ``line``: that line; ``report``: the transfer
+    report (None when refused on the record, before any transfer)."""
+
+    def __init__(self, line: str, report=None):
+        super().__init__(1)
+        self.line, self.report = line, report
+
+    def __str__(self):
+        return self.line
+
+
 def transfer_for_training(network, fname: str, output_folder: str, mode: str, min_encoder_fraction: float,
-                          allow_partial: bool, strict: bool, log):
-    """What a fine-tuning trainer (v1 and v2 alike) does with ``-pretrained_weights fname``: the adaptive
-    transfer into ``network`` (:func:`nnunet_genesis.transfer.transfer_weights`), the report saved as
-    ``TRANSFER_REPORT_FILE`` in ``output_folder`` (also when refused) and ``log``-ged, one ``REFUSED`` line
-    before :class:`~nnunet_genesis.transfer_report.TransferRefused` propagates. Returns (report, the names
-    of the transferred parameters in ``network.named_parameters()`` order)."""
+                          allow_partial: bool, strict: bool, log, allow_unlearned: bool = False):
+    """What a fine-tuning trainer (v1 and v2 alike) does with ``-pretrained_weights fname``: the verdict of
+    the checkpoint's own pretraining record (``nnunet_genesis.pretraining_record``) ``log``-ged, then the
+    adaptive transfer into ``network`` (:func:`nnunet_genesis.transfer.transfer_weights`), the report (with
+    that record) saved as ``TRANSFER_REPORT_FILE`` in ``output_folder`` (also when refused) and ``log``-ged.
+    A checkpoint whose record says it did not learn (unless ``allow_unlearned`` or
+    ``nnUNet_genesis_allow_unlearned=1``) or a
+    transfer the policy refuses: one ``REFUSED`` line, then :class:`PretrainedWeightsRefused`. Returns
+    (report, the names of the transferred parameters in ``network.named_parameters()`` order)."""
     import os
-    from nnunet_genesis.atomic import make_dirs
+    from nnunet_genesis.atomic import make_dirs, write_json_atomic
+    from nnunet_genesis.pretraining_record import describe, read_record, refusal
     from nnunet_genesis.transfer import TransferRefused, transfer_weights
     from nnunet_genesis.transfer_report import TRANSFER_REPORT_FILE
     make_dirs(output_folder)
     report_file = os.path.join(output_folder, TRANSFER_REPORT_FILE)
+    record = read_record(fname)
+    log(describe(record, fname))
+    refused_line = None if allow_unlearned else refusal(record, fname)
+    if refused_line:
+        log(refused_line)
+        raise PretrainedWeightsRefused(refused_line)
     try:
         report = transfer_weights(network, fname, mode=mode, min_encoder_fraction=min_encoder_fraction,
                                   allow_partial=allow_partial, strict=strict)
     except TransferRefused as refused:
-        refused.report.save_json(report_file)
-        log("Pretrained weights %s REFUSED: %s (report: %s)"
-            % (fname, "; ".join(refused.reasons) or "transfer refused", report_file))
-        raise
-    report.save_json(report_file)
-    log("Pretrained weights: %s (report: %s)\n%s" % (fname, report_file, report.format()))
+        write_json_atomic(dict(refused.report.to_dict(), pretraining_record=record), report_file)
+        line = "Pretrained weights %s REFUSED: %s (report: %s)" % (
+            fname, "; ".join(refused.reasons) or "transfer refused", report_file)
+        log(line)
+        raise PretrainedWeightsRefused(line, refused.report) from None
+    write_json_atomic(dict(report.to_dict(), pretraining_record=record), report_file)
+    verdict = "pretraining record: %s" % (record["verdict"] if record else "none")
+    log("Pretrained weights: %s (%s; report: %s)\n%s" % (fname, verdict, report_file, report.format()))
     fresh = set(report.fresh_parameter_names())
     return report, [n for n, _ in network.named_parameters() if n not in fresh]
 

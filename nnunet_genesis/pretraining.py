@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nnunet_genesis.diagnostics_schedule import DEFAULT_SHARE, ScheduledDiagnostics
 from nnunet_genesis.recipes import DEFAULT_RECIPE, RECIPES, transform_kwargs
 from nnunet_genesis.restoration import COLLAPSE_MIN_ITERATIONS
 
@@ -46,8 +47,14 @@ class RestorationLoss(nn.Module):
     """
 
     def forward(self, output, target):
-        target = full_resolution(target)
-        loss = nn.functional.mse_loss(full_resolution(output).float(), target.float())
+        target = full_resolution(target).float()
+        output_full = full_resolution(output).float()
+        inside = torch.isfinite(target)  # NaN: outside the image (GenesisTransform's inside_key)
+        if bool(inside.all()):
+            loss = nn.functional.mse_loss(output_full, target)
+        else:
+            squared = torch.where(inside, output_full - torch.nan_to_num(target), torch.zeros_like(output_full)) ** 2
+            loss = squared.sum() / inside.sum().clamp(min=1)
         if isinstance(output, (tuple, list)):
             for low_resolution in output[1:]:
                 loss = loss + 0.0 * low_resolution.sum()
@@ -62,11 +69,14 @@ class RestorationAccumulator:
         self.sse = self.sum = self.sum_sq = self.count = 0.0
 
     def add(self, output, target):
+        """Voxels where ``target`` is NaN (outside the image) are left out."""
         output, target = full_resolution(output).detach().float(), full_resolution(target).detach().float()
-        self.sse += float(((output - target) ** 2).sum())
+        inside = torch.isfinite(target)
+        target = torch.where(inside, target, torch.zeros_like(target))
+        self.sse += float(torch.where(inside, output - target, torch.zeros_like(output)).pow(2).sum())
         self.sum += float(target.sum())
         self.sum_sq += float((target ** 2).sum())
-        self.count += target.numel()
+        self.count += int(inside.sum())
 
     def r2(self):
         if self.count == 0:
@@ -137,9 +147,19 @@ def genesis_augmentation(dl_tr, dl_val, patch_size, params, make_genesis_transfo
 # --------------------------------------------------------------------------------------------
 # Validation: restoration of whole validation cases' central patches, with previews
 # --------------------------------------------------------------------------------------------
-def central_patch(volume: np.ndarray, patch_size) -> np.ndarray:
-    """The centred ``patch_size`` crop of a (C, Z, Y, X) volume, zero-padded where it is smaller."""
-    out = np.zeros((volume.shape[0],) + tuple(patch_size), dtype=np.float32)
+def outside_as_nan(data: np.ndarray, seg: np.ndarray) -> np.ndarray:
+    """A preprocessed case's (C, Z, Y, X) ``data`` as float32 with NaN where its nnU-Net ``seg`` (1, Z, Y, X)
+    says the voxel is outside the image (``transforms.inside_image``): what the diagnostics leave out."""
+    from nnunet_genesis.transforms import inside_image
+    data = np.array(data, dtype=np.float32)
+    data[:, ~inside_image(np.asarray(seg)[0])] = np.nan
+    return data
+
+
+def central_patch(volume: np.ndarray, patch_size, fill: float = np.nan) -> np.ndarray:
+    """The centred ``patch_size`` crop of a (C, Z, Y, X) volume, padded with ``fill`` where it is smaller
+    (NaN: outside the image, left out of the scores, see ``restoration.distorted_pairs``)."""
+    out = np.full((volume.shape[0],) + tuple(patch_size), fill, dtype=np.float32)
     src, dst = [slice(None)], [slice(None)]
     for size, p in zip(volume.shape[1:], patch_size):
         if size >= p:
@@ -255,13 +275,14 @@ def restoration_report(network, cases: Dict[str, np.ndarray], patch_size, make_g
 # ------------------------------------------------------------------------------------------------
 # What a pretraining trainer (v1 and v2 alike) writes while it trains
 # ------------------------------------------------------------------------------------------------
-class GenesisPretrainSettings:
+class GenesisPretrainSettings(ScheduledDiagnostics):
     """The settings a pretraining trainer (v1 ``GenesisPretrainMixin``, v2 ``nnUNetTrainer_GenesisPretrain``)
     shares, as class attributes a thin subclass overrides, and the training transform they make."""
     genesis_recipe = DEFAULT_RECIPE   # a key of nnunet_genesis.recipes.RECIPES (measured: see the README)
     genesis_transform_kwargs = {}     # GenesisTransform arguments, over the recipe's mix and the published values
     genesis_preview_every = 50        # epochs, like nnU-Net's checkpoint interval
-    genesis_diagnostics_every = 1     # epochs between per-distortion scores (log, history, plot)
+    genesis_diagnostics_every = 1     # at most every this many epochs: per-distortion scores (log, history, plot)
+    genesis_diagnostics_share = DEFAULT_SHARE  # ... and spaced to take at most this share of the wall time
     genesis_diagnostic_cases = 4      # validation cases whose central patches are scored every epoch
     genesis_validation_cases = 20     # validation cases scored when training ends
     genesis_validation_folder = "validation_restoration"
@@ -337,8 +358,11 @@ def write_restoration_preview(cases: Dict[str, np.ndarray], patch_size, make_gen
     from nnunet_genesis.previews import save_preview_grid
     if not cases:
         return None
+    from nnunet_genesis.restoration import masked_batch
     name, volume = next(iter(cases.items()))
-    batch = make_genesis_transform(2024)(data=central_patch(volume, patch_size)[None].copy())
+    transform = make_genesis_transform(2024)
+    transform.inside_key = "seg"
+    batch = transform(**masked_batch(central_patch(volume, patch_size)))
     restored = restore_patch(network, batch["data"][0])
     path = os.path.join(output_folder, PREVIEW_FILE)
     save_preview_grid({"original": batch["target"][0], "distorted": batch["data"][0], "restored": restored},

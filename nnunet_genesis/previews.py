@@ -55,7 +55,8 @@ def save_preview_grid(columns: Mapping[str, np.ndarray], path: str, title: Optio
     FigureCanvasAgg(figure)
     axes = figure.subplots(n_channels, len(arrays), squeeze=False)
     for c in range(n_channels):
-        vmin, vmax = float(first[c].min()), float(first[c].max())
+        finite = first[c][np.isfinite(first[c])]   # NaN: outside the image, drawn blank
+        vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
         if vmax <= vmin:
             vmin, vmax = vmin - 0.5, vmax + 0.5
         for j, (name, array) in enumerate(arrays.items()):

@@ -16,6 +16,11 @@ and in-painting, and it has only to learn what the distortion changed. ``zero_in
 full-resolution output layer (``seg_outputs[-1]``, never transferred to fine-tuning) to zero, so
 training starts exactly at the identity.
 
+``inside_only``: voxels outside the image leave the loss (``GenesisTransform(inside_key="seg")``: the
+target is NaN where nnU-Net's segmentation is -1, i.e. the padding of cases smaller than the patch, the
+fill of the spatial augmentation and, for MRI cropped to its nonzero region, the air around the head).
+The per-distortion diagnostics leave them out whatever the recipe.
+
 ``p_inpaint``: of the training patches that are painted (90 %), the share that is in-painted rather
 than out-painted. Published: 0.2, so 72 % of all training patches are out-painted, mostly noise the
 network cannot predict. The per-distortion scores do not depend on it; the trainers' composite
@@ -43,6 +48,7 @@ class Recipe:
     residual: bool = False
     zero_init_output: bool = False  # residual only: the full-resolution output layer starts at 0
     p_inpaint: float = PUBLISHED_P_INPAINT  # painted training patches: share in-painted (see module doc)
+    inside_only: bool = False  # leave voxels outside the image (nnU-Net's seg < 0) out of the loss
     description: str = ""
 
     def as_dict(self):
@@ -59,6 +65,10 @@ RECIPES = {r.name: r for r in (
     Recipe("adamw_inpaint", "adamw", 1e-3, weight_decay=1e-4, warmup=0.05, p_inpaint=0.8,
            description="AdamW lr 1e-3, 5 % linear warm-up, poly decay; 80 % of painted training patches "
                        "in-painted"),
+    Recipe("adamw_inpaint_inside", "adamw", 1e-3, weight_decay=1e-4, warmup=0.05, p_inpaint=0.8, inside_only=True,
+           description="adamw_inpaint, with voxels outside the image (padding) left out of the loss"),
+    Recipe("adamw_inpaint_lowlr", "adamw", 3e-4, weight_decay=1e-4, warmup=0.15, p_inpaint=0.8,
+           description="adamw_inpaint at peak lr 3e-4 with a 15 % warm-up"),
     Recipe("adamw_residual", "adamw", 1e-3, weight_decay=1e-4, warmup=0.05, residual=True,
            description="AdamW lr 1e-3, 5 % linear warm-up, poly decay, residual output"),
     Recipe("adamw_identity_start", "adamw", 1e-3, weight_decay=1e-4, warmup=0.05, residual=True,
@@ -76,7 +86,10 @@ DEFAULT_RECIPE = "adamw_inpaint"
 def transform_kwargs(recipe: Recipe, overrides=None) -> dict:
     """``GenesisTransform`` arguments for training with ``recipe`` (its distortion mix), then ``overrides``
     (a trainer's ``genesis_transform_kwargs``) on top."""
-    return dict({"p_inpaint": recipe.p_inpaint}, **(overrides or {}))
+    kwargs = {"p_inpaint": recipe.p_inpaint}
+    if recipe.inside_only:
+        kwargs["inside_key"] = "seg"  # batchgenerators' key of nnU-Net's segmentation (v2: see nnunet_v2/transforms)
+    return dict(kwargs, **(overrides or {}))
 
 
 def learning_rate(recipe: Recipe, progress: float) -> float:

@@ -55,6 +55,11 @@ INFORMATION_DESTROYED = ("non_linear", "out_painting")    # judged against the m
 ANSWERS = ("network", "identity", "mean", "template")
 COLLAPSE_VARIANCE_RATIO = 0.1
 COLLAPSE_MIN_ITERATIONS = 250
+# what the collapse warning tells the user to change (issue #18; docs/measurements_pretraining.md)
+COLLAPSE_ADVICE = ('genesis_recipe = "adamw_inpaint_lowlr" (peak learning rate 3e-4 instead of 1e-3, 15 % warm-up: the '
+                   'collapsed run of issue #18 recovered only once its rate had decayed); genesis_recipe = '
+                   '"adamw_inpaint_inside" where cases are smaller than the patch or surrounded by air (padding left '
+                   'out of the loss); a larger max_num_epochs (the same schedule, stretched)')
 
 
 # --------------------------------------------------------------------------------------------
@@ -87,15 +92,27 @@ def distorted_pairs(patches: Sequence[np.ndarray], base=None, seed: int = 0,
                     kinds: Sequence[str] = DISTORTIONS) -> Dict[str, List[tuple]]:
     """For each kind, ``(distorted, original)`` pairs of the (C, Z, Y, X) ``patches``, drawn from
     a stream fixed by ``seed`` and the kind, so that epochs and checkpoints are scored on the
-    same distorted patches."""
+    same distorted patches. NaN voxels of a patch are outside the image (padding, see
+    ``pretraining.central_patch``): the network sees 0 there, as in training, and the original
+    keeps NaN there, so that the scores leave them out (:class:`R2Sums`)."""
     pairs = {}
     for k, kind in enumerate(kinds):
         transform = single_distortion(kind, base, seed=np.random.SeedSequence([seed, k]))
+        transform.inside_key = "seg"
         pairs[kind] = []
         for patch in patches:
-            batch = transform(data=np.array(patch, dtype=np.float32)[None])
+            batch = transform(**masked_batch(patch))
             pairs[kind].append((batch["data"][0], batch["target"][0]))
     return pairs
+
+
+def masked_batch(patch: np.ndarray) -> Dict[str, np.ndarray]:
+    """A batch of one (C, Z, Y, X) ``patch`` for ``GenesisTransform(inside_key="seg")``: ``data`` with 0 at
+    its NaN voxels (what nnU-Net's loaders pad with), ``seg`` -1 there and 0 elsewhere."""
+    patch = np.array(patch, dtype=np.float32)
+    inside = np.isfinite(patch).all(axis=0, keepdims=True)
+    return {"data": np.where(inside, patch, np.float32(0))[None],
+            "seg": np.where(inside, 0, -1).astype(np.int16)[None]}
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,12 +125,18 @@ class R2Sums:
         self.sse = self.sst = self.ssr = 0.0
 
     def add(self, answer: np.ndarray, original: np.ndarray) -> None:
+        """One (C, Z, Y, X) patch; voxels where ``original`` is NaN (outside the image, see
+        ``GenesisTransform(inside_key=...)``) are left out of every sum and mean."""
         answer = np.asarray(answer, dtype=np.float64)
         original = np.asarray(original, dtype=np.float64)
         axes = tuple(range(1, original.ndim))  # per channel: (C, Z, Y, X) -> sums over Z, Y, X
+        inside = np.isfinite(original)
+        if not inside.all():
+            answer, original = np.where(inside, answer, 0.0), np.where(inside, original, 0.0)
+        count = np.maximum(inside.sum(axis=axes, keepdims=True), 1)
         self.sse += float(np.sum((answer - original) ** 2))
-        self.sst += float(np.sum((original - original.mean(axis=axes, keepdims=True)) ** 2))
-        self.ssr += float(np.sum((answer - answer.mean(axis=axes, keepdims=True)) ** 2))
+        self.sst += float(np.sum(((original - original.sum(axis=axes, keepdims=True) / count) * inside) ** 2))
+        self.ssr += float(np.sum(((answer - answer.sum(axis=axes, keepdims=True) / count) * inside) ** 2))
 
     def r2(self) -> float:
         return 1.0 - self.sse / self.sst if self.sst > 0 else float("nan")
@@ -123,16 +146,22 @@ class R2Sums:
 
 
 def mean_answer(original: np.ndarray) -> np.ndarray:
-    """The mean baseline's answer: each channel's mean, everywhere."""
+    """The mean baseline's answer: each channel's mean (over the voxels inside the image), everywhere."""
     original = np.asarray(original)
-    return np.broadcast_to(original.mean(axis=tuple(range(1, original.ndim)), keepdims=True), original.shape)
+    inside = np.isfinite(original)
+    axes = tuple(range(1, original.ndim))
+    mean = np.where(inside, original, 0.0).sum(axis=axes, keepdims=True) / np.maximum(inside.sum(axis=axes,
+                                                                                                   keepdims=True), 1)
+    return np.broadcast_to(mean, original.shape)
 
 
 def template_answer(originals: Sequence[np.ndarray]) -> Optional[np.ndarray]:
     """The template baseline's answer: the voxel-wise mean of ``originals`` (None if their shapes differ)."""
     if not originals or any(np.shape(o) != np.shape(originals[0]) for o in originals):
         return None
-    return np.mean(np.asarray(originals, dtype=np.float64), axis=0)
+    stack = np.asarray(originals, dtype=np.float64)
+    inside = np.isfinite(stack)
+    return np.where(inside, stack, 0.0).sum(axis=0) / np.maximum(inside.sum(axis=0), 1)
 
 
 def score_pairs(pairs: Mapping[str, Sequence[tuple]], restore: Optional[Callable[[np.ndarray], np.ndarray]] = None,
@@ -197,8 +226,10 @@ def collapse_reasons(scores: Mapping[str, Mapping[str, float]], iterations: Opti
 def collapse_warning(reasons: Sequence[str]) -> str:
     """The one warning text the trainer's log, its end-of-training summary and the scoring
     command print."""
-    return ("WARNING: the pretraining network has COLLAPSED (%s). Its weights are unlikely to help "
-            "fine-tuning; see the README's 'Pretraining' section for recipes that learn." % "; ".join(reasons))
+    return ("WARNING: the pretraining network has COLLAPSED (%s): it paints an average instead of restoring its "
+            "input, and fine-tuning from such weights cost a quarter of the Dice in issue #18 (the fine-tuning "
+            "trainers refuse them unless nnUNet_genesis_allow_unlearned=1). What to change, in a subclass of the "
+            "pretraining trainer, try: %s." % ("; ".join(reasons), COLLAPSE_ADVICE))
 
 
 def format_scores(scores: Mapping[str, Mapping[str, float]]) -> str:

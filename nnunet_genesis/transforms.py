@@ -50,7 +50,7 @@ __all__ = [
     "sample_inpainting_boxes", "sample_outpainting_windows", "boxes_mask", "fill_uniform", "paint_outside",
     "GenesisRandomTransform",
     "PairedFlipTransform", "LocalPixelShuffleTransform", "NonLinearIntensityTransform",
-    "InPaintingTransform", "OutPaintingTransform", "GenesisTransform",
+    "InPaintingTransform", "OutPaintingTransform", "GenesisTransform", "inside_image",
 ]
 
 
@@ -572,6 +572,15 @@ class OutPaintingTransform(_ChannelTransform):
         return list(windows)
 
 
+def inside_image(seg: np.ndarray) -> np.ndarray:
+    """Where nnU-Net's segmentation says a voxel is inside the image: ``seg >= 0``. Its data loaders pad
+    ``seg`` with -1 (v1 ``DataLoader3D``, v2 ``nnUNetDataLoader``), its spatial augmentation fills with -1
+    (v1 ``border_cval_seg=-1`` here, v2's stock ``padding_value_seg=-1``), and its cropping marks the
+    outside of the nonzero region -1 (``nnunet/preprocessing/cropping.py``; the pretraining tasks of
+    ``nnunet_genesis.unlabeled`` and ``nnunet_v2.prepare`` keep that channel)."""
+    return np.asarray(seg) >= 0
+
+
 # Models Genesis: of the painted patches, 20 % in-painted and 80 % out-painted
 PUBLISHED_P_INPAINT = 0.2
 
@@ -595,9 +604,15 @@ class GenesisTransform(GenesisRandomTransform):
     has the same distribution as doing every step on the whole channel.
 
     The input array is not modified. ``target_key`` (default 'target') is overwritten with the
-    original; when no sample of the batch is flipped, that is the input array itself, not a
-    copy. A ``seg`` key is left alone, so it is not flipped (pretraining does not use it). The
+    original; when no sample of the batch is flipped (and no voxel is outside the image), that is
+    the input array itself, not a copy. A ``seg`` key is left alone, so it is not flipped. The
     output has the input's dtype.
+
+    ``inside_key`` (pretraining sets ``"seg"``): the batch's nnU-Net segmentation, whose first
+    channel is negative outside the image (see :func:`inside_image`). Where it is, the target is
+    NaN (after the same flips), so that the restoration loss and scores leave those voxels out
+    (``nnunet_genesis.pretraining.RestorationLoss``): padding of cases smaller than the patch is
+    a constant a network can lower the MSE with by painting it, not anatomy to restore.
     """
 
     def __init__(self, flip: Optional[PairedFlipTransform] = None,
@@ -606,8 +621,10 @@ class GenesisTransform(GenesisRandomTransform):
                  inpaint: Optional[InPaintingTransform] = None,
                  outpaint: Optional[OutPaintingTransform] = None,
                  p_paint: float = 0.9, p_inpaint: float = PUBLISHED_P_INPAINT,
-                 data_key: str = "data", target_key: str = "target", seed: SeedLike = None):
+                 data_key: str = "data", target_key: str = "target", seed: SeedLike = None,
+                 inside_key: Optional[str] = None):
         super().__init__(seed, data_key)
+        self.inside_key = inside_key
         self.flip = flip if flip is not None else PairedFlipTransform()
         self.shuffle = shuffle if shuffle is not None else LocalPixelShuffleTransform()
         self.nonlinear = nonlinear if nonlinear is not None else NonLinearIntensityTransform()
@@ -632,8 +649,26 @@ class GenesisTransform(GenesisRandomTransform):
             for c in range(data.shape[1]):
                 self._distort_channel(distorted[b, c], target[b, c], rng)
         data_dict[self.data_key] = distorted
-        data_dict[self.target_key] = target
+        data_dict[self.target_key] = self._outside_as_nan(target, data_dict, flips, data)
         return data_dict
+
+    def _outside_as_nan(self, target: np.ndarray, data_dict: Mapping, flips, data: np.ndarray) -> np.ndarray:
+        """``target`` with NaN wherever ``data_dict[inside_key]`` (flipped as ``target`` was) is outside
+        the image; ``target`` itself when there is no such voxel (or no ``inside_key``)."""
+        seg = data_dict.get(self.inside_key) if self.inside_key else None
+        if seg is None:
+            return target
+        seg = np.asarray(seg)
+        if seg.shape[0] != data.shape[0] or seg.shape[2:] != data.shape[2:]:
+            raise ValueError("GenesisTransform: data_dict[%r] has shape %s, data %s: they must share batch and "
+                             "spatial sizes" % (self.inside_key, seg.shape, data.shape))
+        outside = ~inside_image(seg[:, :1])
+        if not outside.any():
+            return target
+        target = target.copy() if target is data else target
+        for b, axes in enumerate(flips):
+            target[b][np.broadcast_to(np.flip(outside[b], axes) if axes else outside[b], target[b].shape)] = np.nan
+        return target
 
     def _distort_channel(self, channel: np.ndarray, original: np.ndarray, rng: np.random.Generator) -> None:
         """Distort ``channel`` (a copy of ``original``) in place."""

@@ -105,14 +105,16 @@ def test_resume_rebuilds_the_groups_before_loading_the_optimizer(pretrained_trai
 
 def test_refused_transfer_fails_loudly_and_leaves_the_network(ct_task, tmp_path):
     from nnunet.run.load_pretrained_weights import load_pretrained_weights
-    from nnunet_genesis.transfer import TransferRefused, build_generic_unet
+    from nnunet_genesis.finetuning import PretrainedWeightsRefused
+    from nnunet_genesis.transfer import build_generic_unet
     foreign = build_generic_unet(1, 16, 1, [[2, 2, 2]] * 3, [[3, 3, 3]] * 4)
     weights = str(tmp_path / "foreign.pt")
     torch.save({"state_dict": foreign.state_dict()}, weights)
     trainer = make_trainer(ct_task, tmp_path / "fold")
     before = {k: v.clone() for k, v in trainer.network.state_dict().items()}
-    with pytest.raises(TransferRefused):
+    with pytest.raises(PretrainedWeightsRefused) as refused:   # a SystemExit: the stock command ends with 1 line
         load_pretrained_weights(trainer.network, weights)
+    assert refused.value.code == 1 and "REFUSED" in refused.value.line and refused.value.report is not None
     after = trainer.network.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert os.path.isfile(os.path.join(trainer.output_folder, "transfer_report.json"))

@@ -33,6 +33,9 @@ class GenesisPretrain_Tiny(nnUNetTrainerV2_GenesisPretrain):
     # layer) a CI run once scored R^2 -0.38 on shuffling after six steps; the default recipe's direct
     # output is flat until it has trained for far longer than this test runs.
     genesis_recipe = "adamw_identity_start"
+    # two-iteration epochs: the diagnostics cost more than training, so the default 10 % share would skip
+    # epoch 1 (nnunet_genesis/diagnostics_schedule.py); this test checks that every epoch can be scored
+    genesis_diagnostics_share = 1.0
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -16,7 +16,8 @@ spatial augmentation, then the Genesis distortions (no intensity augmentation, n
 foreground oversampling; ``nnunet_genesis/pretraining.py`` says why); target = the undistorted patch,
 MSE; the recipe's optimiser and distortion mix (``genesis_recipe``, default ``recipes.DEFAULT_RECIPE``),
 its rate set before every iteration. nnU-Net's "pseudo Dice" (``progress.png``, the EMA that picks
-``checkpoint_best.pth``) is the validation batches' R^2. Every ``genesis_diagnostics_every`` epochs the
+``checkpoint_best.pth``) is the validation batches' R^2. At the first and last epoch, and in between within
+``genesis_diagnostics_share`` of the wall time (``nnunet_genesis/diagnostics_schedule.py``), the
 per-distortion scores against the identity and mean baselines (log table, ``restoration_history.json``,
 ``restoration_progress.png``, COLLAPSE warning), ``restoration_preview.png`` every
 ``genesis_preview_every`` epochs, and at the end ``validation_restoration/summary.json`` instead of the
@@ -46,7 +47,8 @@ from nnunet_genesis.nnunet_v2.transforms import GenesisRestorationTransform
 from nnunet_genesis.pretrained_weights_handlers import register_pretrained_weights_handler
 from nnunet_genesis.pretraining import (GenesisPretrainSettings, RestorationAccumulator, RestorationLoss,
                                         add_residual_output, final_restoration_report, load_restoration_history,
-                                        record_restoration, validation_pairs, write_restoration_preview)
+                                        outside_as_nan, record_restoration, validation_pairs,
+                                        write_restoration_preview)
 from nnunet_genesis.recipes import RECIPES, learning_rate, make_optimizer
 
 
@@ -148,6 +150,11 @@ class nnUNetTrainer_GenesisPretrain(GenesisPretrainSettings, nnUNetTrainer):
         that the validation loss is comparable between epochs."""
         return ComposeTransforms([GenesisRestorationTransform(self.make_genesis_transform(12345))])
 
+    def on_train_start(self):
+        """nnUNetTrainer.on_train_start, then the diagnostics' clock starts."""
+        super().on_train_start()
+        self.diagnostics_schedule()
+
     def on_train_epoch_start(self):
         """nnUNetTrainer.on_train_epoch_start (sets the recipe's rate for the epoch start)."""
         self._iteration_in_epoch = 0
@@ -184,11 +191,7 @@ class nnUNetTrainer_GenesisPretrain(GenesisPretrainSettings, nnUNetTrainer):
         self.logger.log("val_losses", loss, self.current_epoch)
         self.print_to_log_file("validation restoration: MSE %.5f, R^2 %.4f" % (acc.mse(), r2))
         if self.local_rank == 0:
-            last = self.current_epoch == self.num_epochs - 1
-            if self.current_epoch % self.genesis_diagnostics_every == 0 or last:
-                self.score_restoration_now()
-            if self.current_epoch % self.genesis_preview_every == self.genesis_preview_every - 1 or last:
-                self.write_restoration_preview()
+            self.run_epoch_diagnostics(self.current_epoch, self.current_epoch == self.num_epochs - 1)
 
     def _validation_volumes(self, max_cases):
         """Up to ``max_cases`` validation cases (sorted names) as float32 (C, X, Y, Z) arrays."""
@@ -198,7 +201,11 @@ class nnUNetTrainer_GenesisPretrain(GenesisPretrainSettings, nnUNetTrainer):
             return {}
         dataset = self.dataset_class(self.preprocessed_dataset_folder, keys,
                                      folder_with_segs_from_previous_stage=self.folder_with_segs_from_previous_stage)
-        return {key: np.asarray(dataset.load_case(key)[0][:], dtype=np.float32) for key in keys}  # [:]: blosc2
+        cases = {}
+        for key in keys:
+            data, seg = dataset.load_case(key)[:2]
+            cases[key] = outside_as_nan(data[:], seg[:])  # [:]: blosc2; NaN outside the image (not scored)
+        return cases
 
     def restoration_history(self):
         """Per-distortion scores so far: [{"epoch", "scores", "collapse"}], kept across ``--c``."""
@@ -289,7 +296,8 @@ class nnUNetTrainer_Genesis(FineTuneSettings, nnUNetTrainer):
         """Called by stock ``nnUNetv2_train ... -pretrained_weights fname`` (see integration.py)."""
         report, self.transferred_parameter_names = transfer_for_training(
             self.plain_network, fname, self.output_folder, self.genesis_transfer_mode,
-            self.genesis_min_encoder_fraction, self.genesis_allow_partial, self.genesis_strict, self.print_to_log_file)
+            self.genesis_min_encoder_fraction, self.genesis_allow_partial, self.genesis_strict, self.print_to_log_file,
+            self.genesis_allow_unlearned)
         self.optimizer, self.lr_scheduler = self.configure_optimizers()
         self.print_to_log_file(warmup_description(self.genesis_warmup_epochs, self.genesis_warmup_shape,
                                                   self.genesis_warmup_lr_scale, self.genesis_transferred_lr_scale))

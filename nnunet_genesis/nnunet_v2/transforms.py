@@ -7,7 +7,9 @@ and ``data_dict['segmentation']`` the label patch; the loader then stacks ``imag
 :class:`GenesisRestorationTransform` hands the sample to :class:`nnunet_genesis.transforms.GenesisTransform`
 (all the logic: flip, shuffling, intensity map, painting) as a batch of one and writes back
 ``image`` = the distorted patch, ``segmentation`` = the original (undistorted, after the same paired
-flip) patch, float32, so the restoration target reaches the trainer as ``batch['target']``.
+flip) patch, float32, so the restoration target reaches the trainer as ``batch['target']``. When the
+GenesisTransform has an ``inside_key``, the incoming ``segmentation`` (-1 outside the image) marks the
+target NaN there (left out of the loss).
 """
 import numpy as np
 import torch
@@ -32,7 +34,12 @@ class GenesisRestorationTransform(BasicTransform):
         if array.ndim != 4:
             raise ValueError("GenesisRestorationTransform: Models Genesis pretraining needs 3D patches "
                              "(C, X, Y, Z); got an image of shape %s (a 2d configuration?)" % (tuple(array.shape),))
-        out = self.genesis(data=np.ascontiguousarray(array, dtype=np.float32)[None])
+        batch = {"data": np.ascontiguousarray(array, dtype=np.float32)[None]}
+        if getattr(self.genesis, "inside_key", None) and data_dict.get("segmentation") is not None:
+            segmentation = data_dict["segmentation"]  # -1 outside the image (nnUNetDataLoader, SpatialTransform)
+            batch[self.genesis.inside_key] = np.asarray(
+                segmentation.detach().cpu().numpy() if isinstance(segmentation, torch.Tensor) else segmentation)[None]
+        out = self.genesis(**batch)
         data_dict["image"] = torch.from_numpy(np.ascontiguousarray(out["data"][0]))
         data_dict["segmentation"] = torch.from_numpy(np.array(out["target"][0], dtype=np.float32, copy=True))
         return data_dict

@@ -47,7 +47,8 @@ class GenesisFineTuneMixin(FineTuneSettings, GenesisTrainerBase):
         """Called by stock ``nnUNet_train ... -pretrained_weights fname`` (see integration.py)."""
         report, self.transferred_parameter_names = transfer_for_training(
             self.plain_network, fname, self.output_folder, self.genesis_transfer_mode,
-            self.genesis_min_encoder_fraction, self.genesis_allow_partial, self.genesis_strict, self.print_to_log_file)
+            self.genesis_min_encoder_fraction, self.genesis_allow_partial, self.genesis_strict, self.print_to_log_file,
+            self.genesis_allow_unlearned)
         self.initialize_optimizer_and_scheduler()
         self.print_to_log_file(warmup_description(self.genesis_warmup_epochs, self.genesis_warmup_shape,
                                                   self.genesis_warmup_lr_scale, self.genesis_transferred_lr_scale))

@@ -21,8 +21,9 @@ stopping after 20 epochs without improvement). 1000 epochs x 250 iterations, as 
 Validation, what the user sees:
 * nnU-Net's "evaluation metric" (its plot and best-checkpoint choice) is the R^2 of the
   validation batches (composite distortion);
-* every ``genesis_diagnostics_every`` epochs, the network's R^2 per distortion against the
-  identity and mean baselines on fixed validation patches (``nnunet_genesis/restoration.py``):
+* at the first and last epoch, and in between as often as ``genesis_diagnostics_share`` of the wall
+  time allows (``nnunet_genesis/diagnostics_schedule.py``), the network's R^2 per distortion against the
+  identity and mean baselines on fixed validation patches (voxels outside the image left out) (``nnunet_genesis/restoration.py``):
   a table in the log, ``restoration_history.json`` and ``restoration_progress.png`` next to
   nnU-Net's ``progress.png``, and a COLLAPSE warning in the log when the restored patches are
   flat (judged from ``genesis_collapse_min_iterations`` training iterations on);
@@ -41,8 +42,8 @@ from nnunet.training.network_training.nnUNetTrainerV2_DDP import nnUNetTrainerV2
 
 from nnunet_genesis.pretraining import (GenesisPretrainSettings, RestorationAccumulator, RestorationLoss,
                                         add_residual_output, final_restoration_report, genesis_augmentation,
-                                        load_restoration_history, record_restoration, validation_pairs,
-                                        write_restoration_preview)
+                                        load_restoration_history, outside_as_nan, record_restoration,
+                                        validation_pairs, write_restoration_preview)
 from nnunet_genesis.recipes import learning_rate, make_optimizer
 from nnunet_genesis.trainers.ddp import CpuCapableDDPMixin
 from nnunet_genesis.trainers.base import GenesisTrainerBase
@@ -67,6 +68,7 @@ class GenesisPretrainMixin(GenesisPretrainSettings, GenesisTrainerBase):
             self.tr_gen, self.val_gen = genesis_augmentation(
                 self.dl_tr, self.dl_val, self.data_aug_params["patch_size_for_spatialtransform"],
                 self.data_aug_params, self.make_genesis_transform, pin_memory=self.pin_memory)
+            self.diagnostics_schedule()  # its clock starts with training
 
     def initialize_network(self):
         super().initialize_network()
@@ -127,7 +129,7 @@ class GenesisPretrainMixin(GenesisPretrainSettings, GenesisTrainerBase):
             data_file = self.dataset_val[key]["data_file"]
             npy = data_file[:-4] + ".npy"
             volume = np.load(npy, mmap_mode="r") if os.path.isfile(npy) else np.load(data_file)["data"]
-            cases[key] = np.asarray(volume[:-1], dtype=np.float32)  # the last channel is nnU-Net's seg
+            cases[key] = outside_as_nan(volume[:-1], volume[-1:])  # the last channel is nnU-Net's seg
         return cases
 
     def iterations_done(self):
@@ -163,10 +165,7 @@ class GenesisPretrainMixin(GenesisPretrainSettings, GenesisTrainerBase):
             continue_training = super().on_epoch_end()
         last = self.epoch == self.max_num_epochs - 1 or not continue_training
         if getattr(self, "local_rank", 0) == 0:
-            if self.epoch % self.genesis_diagnostics_every == 0 or last:
-                self.score_restoration_now()
-            if self.epoch % self.genesis_preview_every == self.genesis_preview_every - 1 or last:
-                self.write_restoration_preview()
+            self.run_epoch_diagnostics(self.epoch, last)
         return continue_training
 
     def validate(self, *args, **kwargs):

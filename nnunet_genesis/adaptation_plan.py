@@ -91,7 +91,8 @@ def distortion_mix(transform) -> dict:
     """The settings of a ``GenesisTransform`` (painting probabilities and each step's public numbers)."""
     def settings(step):
         return {k: v for k, v in vars(step).items()
-                if not k.startswith("_") and k not in ("data_key", "target_key") and isinstance(v, (bool, int, float))}
+                if not k.startswith("_") and k not in ("data_key", "target_key")
+                and isinstance(v, (bool, int, float, tuple, list))}
     mix = {"p_paint": transform.p_paint, "p_inpaint": transform.p_inpaint}
     for name in ("flip", "shuffle", "nonlinear", "inpaint", "outpaint"):
         mix[name] = settings(getattr(transform, name))
@@ -285,7 +286,7 @@ def describe_source(summary: Mapping) -> str:
     def shape(values):
         return "x".join("%g" % v for v in values) if values else "?"
     text = ("nnssl adaptation plan: %s, %s input channel(s), pretrained on %s patches at spacing %s by %s"
-            % (summary["architecture"], summary["pretrain_num_input_channels"], shape(summary["pretrain_patch_size"]),
+            % (summary["architecture"].rsplit(".", 1)[-1], summary["pretrain_num_input_channels"], shape(summary["pretrain_patch_size"]),
                shape(summary["pretrain_spacing"]), summary.get("trainer_name") or "?"))
     if summary.get("genesis_recipe"):
         text += " (recipe %s)" % summary["genesis_recipe"]

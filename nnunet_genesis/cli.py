@@ -190,7 +190,8 @@ def restoration_main(argv=None):
                     "against the identity baseline (the distorted patch as the answer) and the mean baseline. "
                     "Writes summary.json and one preview PNG per distortion. Exit status 3 when the network has "
                     "collapsed (flat output).")
-    parser.add_argument("-w", "--weights", required=True, help="checkpoint (.model, with its .model.pkl if it has one)")
+    parser.add_argument("-w", "--weights", required=True,
+                        help="checkpoint (.model, with its .model.pkl if it has one; v2: checkpoint_*.pth)")
     parser.add_argument("-t", "--task", required=True,
                         help="task prepared by nnUNet_genesis_prepare (id or name) whose plans fit the weights; with "
                              "--nnunet 2 the prepared dataset (id or name)")

@@ -100,7 +100,7 @@ def _strip_wrapper_prefixes(key: str) -> str:
     return key
 
 
-def load_state_dict_from_checkpoint(source) -> dict[str, torch.Tensor]:
+def load_state_dict_from_checkpoint(source, name: str = None) -> dict[str, torch.Tensor]:
     """The network weights held by ``source``, as ``{key: CPU tensor}`` with wrapper prefixes removed.
 
     ``source`` may be a path (nnU-Net v1 ``.model`` file, published Models Genesis ``.pt`` file with
@@ -114,10 +114,11 @@ def load_state_dict_from_checkpoint(source) -> dict[str, torch.Tensor]:
     ``torch.load(map_location='cpu')`` in torch's weights-only mode (see
     :func:`allow_nnunet_checkpoint_globals`).  ``module.`` (DataParallel/DDP) and ``_orig_mod.``
     (torch.compile) prefixes are stripped.  Anything else raises :class:`CheckpointError` (or
-    ``FileNotFoundError``) naming the file and the fault, among them weights that are not finite
-    (a NaN or inf tensor would otherwise be "transferred 100 %" and train on with loss nan).
+    ``FileNotFoundError``) naming the file (``name`` names an already loaded one) and the fault, among them
+    weights that are not finite (a NaN or inf tensor would otherwise be "transferred 100 %" and train on with
+    loss nan).
     """
-    name = "<in-memory checkpoint>"
+    name = name or "<in-memory checkpoint>"
     obj = source
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)

@@ -61,6 +61,21 @@ def command(prog: str):
     return wrap
 
 
+def add_version_arguments(parser):
+    """--nnunet and -c, as nnUNet_genesis_prepare takes them (v2: a dataset, its configuration and plans)."""
+    parser.add_argument("--nnunet", type=int, choices=[1, 2], default=1,
+                        help="nnU-Net version of the task / dataset (default 1)")
+    parser.add_argument("-c", "--configuration", default=None,
+                        help="with --nnunet 2: the configuration (default 3d_fullres)")
+
+
+def check_version_arguments(parser, args):
+    if args.nnunet == 1 and args.configuration is not None:
+        parser.error("-c/--configuration is for --nnunet 2; nnU-Net v1 takes 3d_fullres (nnUNet_genesis_transfer: -m)")
+    if args.nnunet == 2 and getattr(args, "model", "3d_fullres") != "3d_fullres":
+        parser.error("-m/--model is for nnU-Net v1; with --nnunet 2 give the configuration with -c")
+
+
 @command("nnUNet_genesis_transfer")
 def transfer_main(argv=None):
     """nnUNet_genesis_transfer: dry run of the adaptive weight transfer (see transfer.py).
@@ -72,12 +87,17 @@ def transfer_main(argv=None):
     parser = argparse.ArgumentParser(
         prog="nnUNet_genesis_transfer",
         description="Print the transfer report of pretrained weights W into the network nnU-Net planned for "
-                    "TASK, without training. Exit status 1 when nnUNetTrainerV2_Genesis would refuse them.")
-    parser.add_argument("-w", "--weights", required=True, help="checkpoint: nnU-Net .model, Models Genesis "
-                        "{'state_dict': ...} or a bare state dict")
-    parser.add_argument("-t", "--task", required=True, help="planned target task, id or name (e.g. 3 or Task003_Liver)")
+                    "TASK, without training. Exit status 1 when nnUNetTrainerV2_Genesis (--nnunet 2: "
+                    "nnUNetTrainer_Genesis) would refuse them.")
+    parser.add_argument("-w", "--weights", required=True, help="checkpoint: nnU-Net .model or "
+                        "checkpoint_*.pth, nnssl checkpoint, Models Genesis {'state_dict': ...} or a bare state dict")
+    parser.add_argument("-t", "--task", required=True, help="planned target task, id or name (e.g. 3 or Task003_Liver); "
+                        "with --nnunet 2 a planned dataset, id or name (e.g. 4 or Dataset004_Hippocampus)")
     parser.add_argument("-m", "--model", default="3d_fullres", choices=["2d", "3d_lowres", "3d_fullres"])
-    parser.add_argument("-p", "--plans_identifier", default=layout.DEFAULT_PLANS_IDENTIFIER)
+    parser.add_argument("-p", "--plans_identifier", default=None,
+                        help="default %s; with --nnunet 2 nnUNetPlans (or e.g. nnUNetResEncUNetMPlans)"
+                             % layout.DEFAULT_PLANS_IDENTIFIER)
+    add_version_arguments(parser)
     parser.add_argument("--mode", default=DEFAULT_MODE, choices=MODES,
                         help="what is transferred (default %(default)s, as nnUNetTrainerV2_Genesis)")
     parser.add_argument("--min_encoder_fraction", type=float, default=0.5)
@@ -85,16 +105,22 @@ def transfer_main(argv=None):
     parser.add_argument("--strict", action="store_true", help="refuse anything not transferred")
     parser.add_argument("-o", "--output", help="also write the report as JSON here")
     args = parser.parse_args(argv)
+    check_version_arguments(parser, args)
 
-    from nnunet_genesis.transfer import TransferRefused, plan_transfer_for_task
+    from nnunet_genesis.transfer import TransferRefused, plan_transfer_for_dataset, plan_transfer_for_task
     if args.output:   # the report never replaces the weights it reports on
         from nnunet_genesis.atomic import refuse_output_inside_inputs
         refuse_output_inside_inputs(args.output, {"-w": args.weights})
+    policy = dict(mode=args.mode, min_encoder_fraction=args.min_encoder_fraction, allow_partial=args.allow_partial,
+                  strict=args.strict)
     try:
-        report = plan_transfer_for_task(args.weights, args.task, model=args.model,
-                                        plans_identifier=args.plans_identifier, mode=args.mode,
-                                        min_encoder_fraction=args.min_encoder_fraction,
-                                        allow_partial=args.allow_partial, strict=args.strict)
+        if args.nnunet == 2:
+            report = plan_transfer_for_dataset(args.weights, args.task, args.configuration, args.plans_identifier,
+                                               **policy)
+        else:
+            report = plan_transfer_for_task(args.weights, args.task, model=args.model,
+                                            plans_identifier=args.plans_identifier or layout.DEFAULT_PLANS_IDENTIFIER,
+                                            **policy)
     except TransferRefused as refused:
         print(str(refused), file=sys.stderr)
         if args.output:
@@ -178,16 +204,21 @@ def restoration_main(argv=None):
                     "against the identity baseline (the distorted patch as the answer) and the mean baseline. "
                     "Writes summary.json and one preview PNG per distortion. Exit status 3 when the network has "
                     "collapsed (flat output).")
-    parser.add_argument("-w", "--weights", required=True, help="checkpoint (.model, with its .model.pkl if it has one)")
+    parser.add_argument("-w", "--weights", required=True,
+                        help="checkpoint (.model, with its .model.pkl if it has one; v2: checkpoint_*.pth)")
     parser.add_argument("-t", "--task", required=True,
-                        help="task prepared by nnUNet_genesis_prepare (id or name) whose plans fit the weights")
+                        help="task prepared by nnUNet_genesis_prepare (id or name) whose plans fit the weights; with "
+                             "--nnunet 2 the prepared dataset (id or name)")
     parser.add_argument("-o", "--output", required=True, help="folder for summary.json and the PNGs")
     parser.add_argument("--cases", type=int, default=20, help="score at most this many cases (default 20)")
     parser.add_argument("--residual", choices=["auto", "yes", "no"], default="auto",
                         help="residual output (restored = input + network): auto reads the recipe recorded in the "
-                             "checkpoint's .pkl")
-    parser.add_argument("-p", "--plans_identifier", default=layout.DEFAULT_PLANS_IDENTIFIER)
+                             "checkpoint's .pkl (v1) or in the checkpoint (v2: its adaptation plan or trainer)")
+    parser.add_argument("-p", "--plans_identifier", default=None,
+                        help="default %s; with --nnunet 2 nnUNetPlans" % layout.DEFAULT_PLANS_IDENTIFIER)
+    add_version_arguments(parser)
     args = parser.parse_args(argv)
+    check_version_arguments(parser, args)
 
     from nnunet_genesis.restoration import collapse_warning, format_scores
     from nnunet_genesis.score_checkpoint import ScoreError, score_checkpoint
@@ -196,7 +227,8 @@ def restoration_main(argv=None):
     residual = {"auto": None, "yes": True, "no": False}[args.residual]
     try:
         summary, residual, how = score_checkpoint(args.weights, args.task, args.output, max_cases=args.cases,
-                                                  residual=residual, plans_identifier=args.plans_identifier)
+                                                  residual=residual, plans_identifier=args.plans_identifier,
+                                                  nnunet=args.nnunet, configuration=args.configuration)
     except (ScoreError, PrepareError, CheckpointError, FileNotFoundError) as error:
         print("nnUNet_genesis_restoration: error: %s" % error, file=sys.stderr)
         return 2

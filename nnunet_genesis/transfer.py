@@ -19,6 +19,11 @@ The parts, each in a module of its own:
 
 Every name this module exported before the split is still importable from it.
 
+A checkpoint that carries nnssl's adaptation plan (nnssl's own, or our v2 pretraining's:
+:mod:`nnunet_genesis.adaptation_plan`) has the plan checked and summarised in the report (architecture,
+pretraining patch size and spacing, trainer, citations); one whose plan names a network whose tensors cannot
+correspond to a U-Net's (a Primus transformer) is refused with one reason saying so.
+
 nnU-Net v2 (``PlainConvUNet``, ``ResidualEncoderUNet`` of dynamic_network_architectures) works on either side:
 a v1 Generic_UNet or Models Genesis checkpoint into a v2 network, v2 into v2, v2 into v1.  Roles and the
 v1 <-> v2 key table live in :mod:`nnunet_genesis.transfer_rules`.  A v2 state dict holds some tensors under
@@ -34,8 +39,10 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from nnunet_genesis import adaptation_plan
 from nnunet_genesis.checkpoints import (CheckpointError, _strip_wrapper_prefixes,  # noqa: F401 (re-exported)
-                                        allow_nnunet_checkpoint_globals, load_state_dict_from_checkpoint)
+                                        allow_nnunet_checkpoint_globals, load_state_dict_from_checkpoint,
+                                        read_checkpoint_file)
 from nnunet_genesis.nnunet_v1 import layout
 from nnunet_genesis.nnunet_v1.network import build_generic_unet, build_network_from_plans  # noqa: F401 (re-exported)
 from nnunet_genesis.transfer_report import (DEFAULT_MODE, MODES, PARTS, STATUSES, TRANSFERRED,  # noqa: F401
@@ -57,6 +64,7 @@ __all__ = [
     "check_transfer_accepted",
     "load_state_dict_from_checkpoint",
     "plan_transfer",
+    "plan_transfer_for_dataset",
     "plan_transfer_for_task",
     "transfer_weights",
 ]
@@ -178,10 +186,24 @@ def transfer_weights(network: nn.Module, source, mode: str = DEFAULT_MODE, inclu
     if isinstance(getattr(network, "_orig_mod", None), nn.Module):  # torch.compile (nnU-Net v2 compiles)
         network = network._orig_mod
     source_name = os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<in-memory checkpoint>"
-    source_state_dict = load_state_dict_from_checkpoint(source)
+    checkpoint = read_checkpoint_file(source_name) if isinstance(source, (str, os.PathLike)) else source
+    source_state_dict = load_state_dict_from_checkpoint(checkpoint, name=source_name)
+    try:
+        plan = adaptation_plan.plan_of_checkpoint(checkpoint, source_name)
+    except adaptation_plan.PlanError as error:
+        raise CheckpointError(str(error)) from None
     target_state_dict = network.state_dict()
     updates, report = plan_transfer(target_state_dict, source_state_dict, mode=mode,
                                     include_seg_outputs=include_seg_outputs, source_name=source_name)
+    if plan is not None:
+        report.source_plan = adaptation_plan.source_summary(plan, checkpoint)
+        refusal = adaptation_plan.architecture_refusal(plan)
+        if refusal:
+            raise TransferRefused(report, [refusal])
+        try:
+            adaptation_plan.check_plan_fits_weights(plan, source_state_dict, source_name)
+        except adaptation_plan.PlanError as error:
+            raise CheckpointError(str(error)) from None
     check_transfer_accepted(report, min_encoder_fraction, allow_partial, strict)
     target_state_dict.update(updates)
     network.load_state_dict(target_state_dict, strict=True)
@@ -210,5 +232,19 @@ def plan_transfer_for_task(weights, task, model="3d_fullres", plans_identifier=l
     except ValueError as error:
         raise ValueError("%s has %s" % (task_name, error)) from None
     network = build_network_from_plans(plans, stage=stage)
+    return transfer_weights(network, weights, mode=mode, min_encoder_fraction=min_encoder_fraction,
+                            allow_partial=allow_partial, strict=strict)
+
+
+def plan_transfer_for_dataset(weights, dataset, configuration=None, plans_identifier=None, mode=DEFAULT_MODE,
+                              min_encoder_fraction=0.5, allow_partial=False, strict=False) -> TransferReport:
+    """Dry run of ``nnUNetTrainer_Genesis -pretrained_weights weights`` on a planned nnU-Net v2 dataset (id or
+    name), ``configuration`` (default 3d_fullres) of the plans ``plans_identifier`` (default nnUNetPlans): the
+    network nnUNetTrainer builds (:func:`nnunet_genesis.nnunet_v2.network.build_network`), then the same
+    transfer as :func:`plan_transfer_for_task`."""
+    from nnunet_genesis.nnunet_v2 import network as v2
+    target = v2.load_target(dataset, plans_identifier or v2.DEFAULT_PLANS_IDENTIFIER,
+                            configuration or v2.DEFAULT_CONFIGURATION)
+    network, _ = v2.build_network(target, configuration or v2.DEFAULT_CONFIGURATION)
     return transfer_weights(network, weights, mode=mode, min_encoder_fraction=min_encoder_fraction,
                             allow_partial=allow_partial, strict=strict)

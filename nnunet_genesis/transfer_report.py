@@ -75,6 +75,8 @@ class TransferReport:
     include_seg_outputs: bool = False
     source: str = "<in-memory checkpoint>"
     aliases: dict[str, str] = dataclasses.field(default_factory=dict)  # alias key -> canonical key (v2)
+    # what the source checkpoint's nnssl adaptation plan says (adaptation_plan.source_summary); None without one
+    source_plan: dict | None = None
 
     # -- numbers -------------------------------------------------------------------------------
     def numel(self, part: str, transferred_only: bool = False) -> int:
@@ -161,6 +163,9 @@ class TransferReport:
         ``show_loaded=False`` folds tensors copied unchanged under their own name into one line.
         """
         lines = [self.summary(), f"source: {self.source}"]
+        if self.source_plan:
+            from nnunet_genesis.adaptation_plan import describe_source
+            lines.append(f"source plan: {describe_source(self.source_plan)}")
         width = max([len(e.key) for e in self.entries] + [len("target tensor")])
         lines.append(f"{'status':<13} {'part':<11} {'target tensor':<{width}} {'shape':<14} from / reason")
         folded = 0
@@ -207,6 +212,7 @@ class TransferReport:
             "entries": [dataclasses.asdict(e) for e in self.entries],
             "unused_source_keys": dict(self.unused_source_keys),
             **({"aliases": dict(self.aliases)} if self.aliases else {}),
+            **({"source_plan": dict(self.source_plan)} if self.source_plan else {}),
         }
 
     @classmethod
@@ -214,7 +220,7 @@ class TransferReport:
         return cls(entries=[TransferEntry(**entry) for entry in data["entries"]],
                    unused_source_keys=dict(data["unused_source_keys"]), mode=data["mode"],
                    include_seg_outputs=bool(data["include_seg_outputs"]), source=data["source"],
-                   aliases=dict(data.get("aliases", {})))
+                   aliases=dict(data.get("aliases", {})), source_plan=data.get("source_plan"))
 
     def save_json(self, path) -> None:
         from nnunet_genesis.atomic import write_json_atomic

@@ -7,10 +7,15 @@ nnUNetv2_predict on imagesTs -> nnUNet_genesis_evaluate. The tiny trainers are u
 through nnUNet_extTrainer, as a user's own would be. Plus: how the patched trainer search resolves
 names, what stock v2 does with our trainer name when the hook is disabled, a refused transfer, and the
 residual-encoder preset (nnUNetResEncUNetMPlans) pretrained and fine-tuned through the same commands.
+Issue 21: the adaptation plan our pretraining writes, read as nnU-Net master reads it; an nnssl-format
+ResEnc-L checkpoint fine-tuned and a Primus one refused through stock nnUNetv2_train; the restoration and
+transfer commands with --nnunet 2.
 
 Budget: the whole module runs in about 3 minutes on 2 cores (volumes 32 x 40 x 40, a 4-stage
 PlainConvUNet, 2 epochs x 2 iterations, one validation case, no test-time mirroring at prediction;
-measured alone: 170 s, of which 63 s the ResEnc test).
+measured alone: 170 s, of which 63 s the ResEnc test). The issue-21 tests add one fine-tuning (ResEnc M) and
+a few command runs: 393 s of the module's 1503 s on 2 cores shared with four other jobs (load average 14;
+2 December 2026, `pytest -q -x tests/test_v2_e2e.py`), i.e. about a quarter.
 """
 import json
 import os
@@ -27,6 +32,9 @@ import torch
 from nnunet_genesis.recipes import RECIPES, learning_rate
 from tests.conftest import run_stock, stock_command, subprocess_env
 from tests.msd_fixtures import _save_nifti, make_ct_case
+from tests.nnssl_format import (PRIMUS_KEYS, RESENC_KEYS, build_like_nnunet_master, load_like_nnunet_master,
+                                nnssl_plan, primus_like_state_dict, read_like_nnunet_master, resenc_l_like,
+                                save_nnssl_checkpoint, schema_faults)
 
 TARGET_ID, PRETRAIN_ID = 961, 962
 TARGET = "Dataset%d_TinyCT" % TARGET_ID
@@ -178,6 +186,10 @@ def test_finetuning_transfers_the_pretrained_encoder_and_reports_it(v2):
     assert "Pretrained weights: %s" % v2["weights"] in log and "Warm-up: 1 epochs" in log
     assert "transferred parameters: learning rate 0" in log  # frozen during the warm-up epoch
     assert "got no -pretrained_weights" not in log
+    # our checkpoint carries its plan: the report names where it comes from
+    assert report["source_plan"]["genesis_recipe"] == PRETRAIN_RECIPE
+    assert report["source_plan"]["trainer_name"] == "GenesisPretrainV2_Tiny"
+    assert "source plan: nnssl adaptation plan: PlainConvUNet, 1 input channel(s), pretrained on 32x40x40" in log
     for name in ("checkpoint_final.pth", os.path.join("validation", "summary.json")):  # stock validation
         assert os.path.isfile(os.path.join(fold, name)), name
     checkpoint = torch.load(os.path.join(fold, "checkpoint_final.pth"), map_location="cpu", weights_only=False)
@@ -267,12 +279,19 @@ def test_a_transfer_that_leaves_most_of_the_encoder_untrained_is_refused(v2, tmp
 RESENC_PLANS = "nnUNetResEncUNetMPlans"
 
 
-def test_residual_encoder_preset_pretrains_and_fine_tunes_with_its_own_plans(v2):
+@pytest.fixture(scope="module")
+def resenc_plans(v2):
+    """The ResEnc M preset planned for the target by the stock planner (4 stages: 32 ... 256 features, 1, 3, 4, 6
+    residual blocks, 3x3x3 kernels: the first four stages of nnssl's ResEnc-L)."""
+    run_stock([stock_command("nnUNetv2_plan_experiment"), "-d", TARGET_ID, "-pl", "nnUNetPlannerResEncM"], env=v2["env"])
+    return RESENC_PLANS
+
+
+def test_residual_encoder_preset_pretrains_and_fine_tunes_with_its_own_plans(v2, resenc_plans):
     """The ResEnc M preset end to end: planned by the stock planner, prepared with its plans (the
     cases of the default plans' data folder are reused: same preprocessing), pretrained and fine-tuned
     with -p; the ResidualEncoderUNet's encoder, stem and residual blocks, transfers whole."""
     env, results = v2["env"], v2["folders"]["nnUNet_results"]
-    run_stock([stock_command("nnUNetv2_plan_experiment"), "-d", TARGET_ID, "-pl", "nnUNetPlannerResEncM"], env=env)
     prepare_log = run_stock([stock_command("nnUNet_genesis_prepare"), "--nnunet", 2, "-t", TARGET_ID, "-i", v2["raw"],
                              "-o", PRETRAIN_ID, "-np", 1, "-p", RESENC_PLANS], env=env)
     assert "-p %s" % RESENC_PLANS in prepare_log  # the next command it prints names the plans
@@ -315,3 +334,135 @@ def test_stock_find_best_configuration_takes_our_trainer(v2):
     with open(os.path.join(v2["folders"]["nnUNet_results"], TARGET, "inference_information.json")) as f:
         best = json.load(f)["best_model_or_ensemble"]
     assert best["selected_model_or_models"][0]["trainer"] == "GenesisV2_Tiny"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# #21: checkpoints that carry nnssl's adaptation plan, both ways; restoration and transfer commands on v2
+# ----------------------------------------------------------------------------------------------------------------
+
+WEIGHTS_ONLY = "import sys, torch; c = torch.load(sys.argv[1], weights_only=True, map_location='cpu'); print(sorted(c))"
+
+
+def weights_only_load(path, env):
+    """torch.load(weights_only=True) in a fresh interpreter with our import hook off: nothing allow-listed,
+    as nnU-Net master's like_nnssl.py / pretrainedTrainer.py read a checkpoint."""
+    return subprocess.run([sys.executable, "-c", WEIGHTS_ONLY, path], env=dict(env, NNUNET_GENESIS_DISABLE_HOOK="1"),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+
+
+def test_pretraining_checkpoint_carries_an_adaptation_plan_nnunet_master_reads(v2):
+    opened = weights_only_load(v2["weights"], v2["env"])
+    assert opened.returncode == 0 and "'nnssl_adaptation_plan'" in opened.stdout, opened.stdout[-2000:]
+    # a stock nnUNetTrainer checkpoint (numpy scalars in its logging) is what weights-only refuses
+    stock = os.path.join(v2["finetune_fold"], "checkpoint_final.pth")
+    assert weights_only_load(stock, v2["env"]).returncode != 0
+
+    checkpoint, architecture, info = read_like_nnunet_master(v2["weights"])
+    plan = checkpoint["nnssl_adaptation_plan"]
+    # nnssl's schema, but for the one field PlainConvUNet names otherwise (tests/test_adaptation_plan.py)
+    assert schema_faults(plan) == [
+        "plan.architecture_plans.arch_kwargs: no n_blocks_per_stage (DynamicArchitecturePlans)",
+        "plan.architecture_plans.arch_kwargs: key 'n_conv_per_stage' is not a field of DynamicArchitecturePlans"]
+    with open(os.path.join(v2["pretrain_fold"], "adaptation_plan.json")) as f:
+        assert json.load(f) == dict(json.loads(json.dumps(plan)), trainer_name="GenesisPretrainV2_Tiny")
+    assert info["pt_num_in_channels"] == 1 and info["pt_used_patchsize"] == [32, 40, 40]
+    assert info["pt_spacing"] == [SPACING[2], SPACING[1], SPACING[0]]   # nnU-Net's axis order (z, y, x)
+    genesis = plan["nnunet_genesis"]
+    assert genesis["recipe"]["name"] == PRETRAIN_RECIPE and genesis["target_dataset"] == TARGET
+    assert genesis["distortion_mix"]["p_inpaint"] == RECIPES[PRETRAIN_RECIPE].p_inpaint
+    # nnU-Net master's fine-tuning: the network from the plan (3 classes here), encoder and stem loaded
+    downstream = build_like_nnunet_master(architecture, 1, len(LABELS))
+    load_like_nnunet_master(downstream, checkpoint, info)
+    for key, value in downstream.state_dict().items():
+        if key.startswith("encoder."):
+            assert torch.equal(value, checkpoint["network_weights"][key]), key
+    # everything a stock v2 checkpoint holds, plus the plan and the citations
+    stock_keys = set(torch.load(stock, map_location="cpu", weights_only=False))
+    assert set(checkpoint) == stock_keys | {"nnssl_adaptation_plan", "citations"}
+
+
+def test_an_nnssl_checkpoint_fine_tunes_through_our_trainer_with_the_report(v2, resenc_plans, tmp_path):
+    """A ResEnc-L checkpoint in nnssl's released format (its first four stages: the target's ResEnc M plans)
+    into stock nnUNetv2_train -tr <our fine-tuning trainer> -pretrained_weights."""
+    weights = str(tmp_path / "ResEncL_OpenMind_MAE.pth")
+    source = resenc_l_like(n_stages=4)
+    save_nnssl_checkpoint(weights, source.state_dict(), nnssl_plan("ResEncL", **RESENC_KEYS))
+    log = run_stock([stock_command("nnUNetv2_train"), TARGET_ID, "3d_fullres", 2, "-tr", "GenesisV2_Tiny",
+                     "-p", resenc_plans, "-device", "cpu", "-pretrained_weights", weights], env=v2["env"])
+    fold = os.path.join(v2["folders"]["nnUNet_results"], TARGET, "GenesisV2_Tiny__%s__3d_fullres" % resenc_plans,
+                        "fold_2")
+    with open(os.path.join(fold, "transfer_report.json")) as f:
+        report = json.load(f)
+    assert report["source"] == weights and report["encoder_fraction"] == 1.0 and report["counts"]["skipped"] == 0
+    assert report["source_plan"]["architecture"] == "ResEncL"
+    assert report["source_plan"]["pretrain_spacing"] == [1, 1, 1]
+    assert "Pretrained weights: %s" % weights in log
+    assert "source plan: nnssl adaptation plan: ResEncL, 1 input channel(s), pretrained on 160x160x160" in log
+    assert "please cite: BaseMAETrainer" in log
+    assert os.path.isfile(os.path.join(fold, "checkpoint_final.pth"))
+
+
+def test_an_nnssl_transformer_checkpoint_is_refused_by_the_trainer_in_one_line(v2, tmp_path):
+    weights = str(tmp_path / "PrimusM_OpenMind.pth")
+    save_nnssl_checkpoint(weights, primus_like_state_dict(), nnssl_plan("PrimusM", **PRIMUS_KEYS),
+                          trainer_name="BaseEvaMAETrainer")
+    out = subprocess.run([stock_command("nnUNetv2_train"), str(TARGET_ID), "3d_fullres", "3", "-tr", "GenesisV2_Tiny",
+                          "-device", "cpu", "-pretrained_weights", weights], env=v2["env"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert out.returncode != 0
+    refused = [line for line in out.stdout.splitlines() if "REFUSED" in line]
+    assert len(refused) == 1 and weights in refused[0], out.stdout[-3000:]
+    assert "PrimusM, a transformer" in refused[0] and "none of its weights corresponds" in refused[0]
+    fold = fold_folder(v2["folders"]["nnUNet_results"], TARGET, "GenesisV2_Tiny", 3)
+    assert not os.path.isfile(os.path.join(fold, "checkpoint_final.pth"))
+
+
+def genesis_command(name, *args, env):
+    return subprocess.run([stock_command(name), *map(str, args)], env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=600)
+
+
+def test_restoration_command_scores_a_v2_checkpoint_as_the_trainer_did(v2, tmp_path):
+    with open(os.path.join(v2["pretrain_fold"], "validation_restoration", "summary.json")) as f:
+        trained = json.load(f)
+    done = genesis_command("nnUNet_genesis_restoration", "--nnunet", 2, "-w", v2["weights"], "-t", PRETRAIN_ID,
+                           "--cases", len(trained["cases"]), "-o", tmp_path / "scores", env=v2["env"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "residual output (recorded in its adaptation plan)" in done.stdout and "identity" in done.stdout
+    with open(tmp_path / "scores" / "summary.json") as f:
+        rescored = json.load(f)
+    assert rescored["task"] == v2["pretrain_dataset"] and rescored["cases"] == trained["cases"]
+    for kind, scores in trained["scores"].items():
+        assert rescored["scores"][kind]["network"] == pytest.approx(scores["network"], abs=1e-4), kind
+    assert (tmp_path / "scores" / "in_painting.png").stat().st_size > 0
+    # bad input: one line, exit 2
+    for args, fault in ((("-t", 999), "no dataset with id 999"),
+                        (("-t", PRETRAIN_ID, "-c", "3d_lowres"), "configuration 3d_lowres is not in the plans")):
+        bad = genesis_command("nnUNet_genesis_restoration", "--nnunet", 2, "-w", v2["weights"], *args,
+                              "-o", tmp_path / "bad", env=v2["env"])
+        assert bad.returncode == 2 and fault in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+def test_transfer_command_dry_runs_into_a_v2_dataset_as_the_trainer_transfers(v2, tmp_path):
+    done = genesis_command("nnUNet_genesis_transfer", "--nnunet", 2, "-w", v2["weights"], "-t", TARGET,
+                           "-o", tmp_path / "report.json", env=v2["env"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "source plan: nnssl adaptation plan: PlainConvUNet" in done.stdout
+    with open(tmp_path / "report.json") as f:
+        dry = json.load(f)
+    with open(os.path.join(v2["finetune_fold"], "transfer_report.json")) as f:
+        trained = json.load(f)
+    assert dry["entries"] == trained["entries"] and dry["encoder_fraction"] == 1.0
+    # a transformer: refused, exit 1, the first line says why
+    primus = str(tmp_path / "primus.pth")
+    save_nnssl_checkpoint(primus, primus_like_state_dict(), nnssl_plan("PrimusM", **PRIMUS_KEYS))
+    refused = genesis_command("nnUNet_genesis_transfer", "--nnunet", 2, "-w", primus, "-t", TARGET_ID, env=v2["env"])
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[0].startswith(
+        "pretrained weight transfer refused: its nnssl adaptation plan names PrimusM, a transformer")
+    bad = genesis_command("nnUNet_genesis_transfer", "--nnunet", 2, "-w", v2["weights"], "-t", TARGET_ID,
+                          "-c", "3d_lowres", env=v2["env"])
+    assert bad.returncode == 2 and "configuration 3d_lowres is not in the plans" in bad.stderr
+    mixed = genesis_command("nnUNet_genesis_transfer", "-w", v2["weights"], "-t", TARGET_ID, "-c", "3d_fullres",
+                            env=v2["env"])
+    assert mixed.returncode == 2 and "-c/--configuration is for --nnunet 2" in mixed.stderr

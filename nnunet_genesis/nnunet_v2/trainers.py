@@ -21,15 +21,20 @@ its rate set before every iteration. nnU-Net's "pseudo Dice" (``progress.png``, 
 per-distortion scores against the identity and mean baselines (log table, ``restoration_history.json``,
 ``restoration_progress.png``, COLLAPSE warning), ``restoration_preview.png`` every
 ``genesis_preview_every`` epochs, and at the end ``validation_restoration/summary.json`` instead of the
-segmentation export.
+segmentation export. Every checkpoint carries nnssl's adaptation plan (``nnssl_adaptation_plan``, with our
+recipe and mix, and ``adaptation_plan.json`` beside it: ``nnunet_genesis/adaptation_plan.py``), so nnU-Net
+master's ``nnUNetv2_train_pretrained`` fine-tunes from it without this package.
 
 Fine-tuning, against ``nnUNetTrainer``: ``-pretrained_weights W`` goes through
 ``nnunet_genesis.transfer.transfer_weights`` (report in the log and ``transfer_report.json``; a transfer
-leaving too much of the encoder untrained is refused with one log line saying why); a warm-up in which
+leaving too much of the encoder untrained, or an nnssl checkpoint of a transformer, is refused with one log
+line saying why); a warm-up in which
 the transferred parameters learn at ``genesis_warmup_lr_scale`` x the rate (0 = frozen) for
 ``genesis_warmup_epochs`` epochs, then at ``genesis_transferred_lr_scale`` x (two optimizer groups,
 rebuilt on ``--c``). Everything else is ``nnUNetTrainer``'s.
 """
+
+import os
 
 import numpy as np
 import torch
@@ -41,8 +46,12 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.helpers import dummy_context
 from torch import autocast
 
+from nnunet_genesis.adaptation_plan import build_plan, checkpoint_extras, distortion_mix, network_keys, plain_data, \
+    write_plan_json
+from nnunet_genesis.atomic import atomic_write
 from nnunet_genesis.finetuning import (TRANSFERRED, FineTuneSettings, parameter_groups, transfer_for_training,
                                        transferred_names_from_optimizer_state, warmup_description, warmup_lr_scale)
+from nnunet_genesis.nnunet_v2.network import preprocessed_volumes
 from nnunet_genesis.nnunet_v2.transforms import GenesisRestorationTransform
 from nnunet_genesis.pretrained_weights_handlers import register_pretrained_weights_handler
 from nnunet_genesis.pretraining import (GenesisPretrainSettings, RestorationAccumulator, RestorationLoss,
@@ -196,16 +205,7 @@ class nnUNetTrainer_GenesisPretrain(GenesisPretrainSettings, nnUNetTrainer):
     def _validation_volumes(self, max_cases):
         """Up to ``max_cases`` validation cases (sorted names) as float32 (C, X, Y, Z) arrays."""
         _, val_keys = self.do_split()
-        keys = sorted(val_keys)[:max_cases]
-        if not keys:
-            return {}
-        dataset = self.dataset_class(self.preprocessed_dataset_folder, keys,
-                                     folder_with_segs_from_previous_stage=self.folder_with_segs_from_previous_stage)
-        cases = {}
-        for key in keys:
-            data, seg = dataset.load_case(key)[:2]
-            cases[key] = outside_as_nan(data[:], seg[:])  # [:]: blosc2; NaN outside the image (not scored)
-        return cases
+        return preprocessed_volumes(self.preprocessed_dataset_folder, sorted(val_keys)[:max_cases])
 
     def restoration_history(self):
         """Per-distortion scores so far: [{"epoch", "scores", "collapse"}], kept across ``--c``."""
@@ -230,6 +230,42 @@ class nnUNetTrainer_GenesisPretrain(GenesisPretrainSettings, nnUNetTrainer):
         return write_restoration_preview(self._validation_volumes(1), self.configuration_manager.patch_size,
                                          self.make_genesis_transform, self.plain_network, self.output_folder,
                                          self.current_epoch)
+
+    def adaptation_plan(self) -> dict:
+        """nnssl's adaptation plan of this network (``nnunet_genesis.adaptation_plan.build_plan``): the plans'
+        architecture, configuration and channels, the network's encoder and stem paths, our recipe and mix."""
+        from nnunet_genesis import __version__
+        from nnunet_genesis.nnunet_v2.prepare import PROVENANCE_KEY
+        plans = self.plans_manager.plans
+        genesis = {"trainer": type(self).__name__, "package_version": __version__, "recipe": self.recipe.as_dict(),
+                   "transform_overrides": dict(self.genesis_transform_kwargs),
+                   "distortion_mix": distortion_mix(self.make_genesis_transform(0)),
+                   "target_dataset": plans.get(PROVENANCE_KEY, {}).get("target_dataset")}
+        return build_plan(plans, self.configuration_name, self.configuration_manager.configuration,
+                          self.num_input_channels, network_keys(self.plain_network), genesis)
+
+    def save_checkpoint(self, filename: str) -> None:
+        """nnUNetTrainer.save_checkpoint (nnunetv2 2.8.1: the same keys), plus nnssl's adaptation plan and the
+        citations beside ``network_weights`` (as nnssl's ``AbstractBaseTrainer.save_checkpoint``), numpy values
+        made plain so that ``torch.load(weights_only=True)`` opens it (nnU-Net master's reading), written
+        atomically; ``adaptation_plan.json`` beside it."""
+        if self.local_rank != 0 or self.disable_checkpointing:
+            return super().save_checkpoint(filename)  # nothing, or nnU-Net's "No checkpoint written"
+        checkpoint = {
+            "network_weights": self.plain_network.state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "grad_scaler_state": self.grad_scaler.state_dict() if self.grad_scaler is not None else None,
+            "logging": self.logger.get_checkpoint(),
+            "_best_ema": self._best_ema,
+            "current_epoch": self.current_epoch + 1,
+            "init_args": self.my_init_kwargs,
+            "trainer_name": self.__class__.__name__,
+            "inference_allowed_mirroring_axes": self.inference_allowed_mirroring_axes,
+        }
+        plan = self.adaptation_plan()
+        checkpoint = plain_data(dict(checkpoint, **checkpoint_extras(plan)), arrays="tensor")
+        atomic_write(filename, lambda tmp: torch.save(checkpoint, tmp))
+        write_plan_json(plan, os.path.dirname(os.path.abspath(filename)), self.__class__.__name__)
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         """nnUNetTrainer.perform_actual_validation (run by ``nnUNetv2_train`` after training and by

@@ -187,6 +187,19 @@ class StudyRunner:
                     run.name, self.nn.checkpoint(fold_dir), self.log(run, trainer)))
         return dict(current, fold_dir=fold_dir)
 
+    def redo(self, run: Run, final: str, reasons: List[str], doing: str, produce, record: dict, record_name: str):
+        """A step's whole output made anew: ``produce(FINAL.new)``, its record written into it, then swapped
+        into the place of ``final`` (competition/output_set.replace_folder: all old or all new)."""
+        if reasons:
+            self.say("%s: %s: %s again" % (run.name, "; ".join(reasons), doing))
+        tmp = final + ".new"
+        if os.path.lexists(tmp):
+            shutil.rmtree(tmp)
+        make_dirs(os.path.dirname(final))
+        produce(tmp)
+        write_record(record, os.path.join(tmp, record_name))
+        replace_folder(tmp, final)
+
     def predict(self, run: Run, trainer: str, fold_dir: str) -> str:
         pred_dir = os.path.join(self.out_dir, "predictions", trainer, run.name)
         current = {"checkpoint_sha256": file_sha256(self.nn.checkpoint(fold_dir)), "test_images": self.test_set.images}
@@ -198,20 +211,14 @@ class StudyRunner:
         if recorded is None and os.path.isdir(pred_dir):
             reasons.append("no record of what they were predicted from")
         if recorded is None or reasons:
-            if reasons:
-                self.say("%s: %s: predicting again" % (run.name, "; ".join(reasons)))
-            tmp = pred_dir + ".new"
-            if os.path.lexists(tmp):
-                shutil.rmtree(tmp)
-            make_dirs(os.path.dirname(pred_dir))
-            run_logged(self.nn.predict_command(self.test_set.images_dir, tmp, self.task_name, trainer, run.fold_index),
-                       self.env, self.log(run, trainer))
-            bad = [c for c in self.test_set.cases if not _complete(os.path.join(tmp, c + self.nn.image_suffix))]
-            if bad:
-                raise StepFailed("%s: the prediction of %s is missing or damaged after prediction; its output is in %s"
-                                 % (run.name, ", ".join(bad[:3]), self.log(run, trainer)))
-            write_record(current, os.path.join(tmp, PREDICTION_RECORD))
-            replace_folder(tmp, pred_dir)
+            def produce(tmp):
+                run_logged(self.nn.predict_command(self.test_set.images_dir, tmp, self.task_name, trainer,
+                                                   run.fold_index), self.env, self.log(run, trainer))
+                bad = [c for c in self.test_set.cases if not _complete(os.path.join(tmp, c + self.nn.image_suffix))]
+                if bad:
+                    raise StepFailed("%s: the prediction of %s is missing or damaged after prediction; its output is "
+                                     "in %s" % (run.name, ", ".join(bad[:3]), self.log(run, trainer)))
+            self.redo(run, pred_dir, reasons, "predicting", produce, current, PREDICTION_RECORD)
         return pred_dir
 
     def evaluate(self, run: Run, trainer: str, pred_dir: str) -> str:
@@ -226,18 +233,14 @@ class StudyRunner:
                                                                                                SUMMARY_FILE)):
             reasons.append("its scores are missing")
         if recorded is None or reasons:
-            if reasons:
-                self.say("%s: %s: scoring again" % (run.name, "; ".join(reasons)))
-            tmp = eval_dir + ".new"
-            if os.path.lexists(tmp):
-                shutil.rmtree(tmp)
-            try:
-                evaluate_folders(self.test_set.labels_dir, pred_dir, labels=self.labels, tolerance_mm=self.tolerance_mm,
-                                 out_dir=tmp, num_processes=1, label_names=self.label_names, verbose=False)
-            except EvaluationError as error:
-                raise StudyError("%s: %s" % (run.name, error)) from None
-            write_record(current, os.path.join(tmp, EVALUATION_RECORD))
-            replace_folder(tmp, eval_dir)
+            def produce(tmp):
+                try:
+                    evaluate_folders(self.test_set.labels_dir, pred_dir, labels=self.labels,
+                                     tolerance_mm=self.tolerance_mm, out_dir=tmp, num_processes=1,
+                                     label_names=self.label_names, verbose=False)
+                except EvaluationError as error:
+                    raise StepFailed("%s: %s" % (run.name, error)) from None
+            self.redo(run, eval_dir, reasons, "scoring", produce, current, EVALUATION_RECORD)
         return eval_dir
 
 

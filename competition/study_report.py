@@ -18,6 +18,7 @@ import numpy as np
 
 from competition.output_set import write_output_set
 from competition.study_inputs import ALL
+from evaluation.evaluate import _json_safe
 
 STUDY_FILES = ("study.json", "study.md", "study.png")
 MANIFEST = "study_manifest.json"
@@ -109,6 +110,7 @@ def draw_study(summary: Sequence[dict], title: str):
         ax.errorbar([x * (1 + offset) for x in xs], means, yerr=sds, fmt="-o", capsize=4, color=colour,
                     label="Genesis fine-tuning" if arm == "genesis" else "from scratch")
     ax.set_xscale("log", base=2)
+    ax.set_xlim(min(xs) / 1.5, max(xs) * 1.5)
     ax.set_xticks(xs)
     ax.set_xticklabels(_tick_labels(summary))
     ax.set_xlabel("labelled training cases")
@@ -134,29 +136,18 @@ def draw_study(summary: Sequence[dict], title: str):
         else:
             ax.plot([position + 0.15], [row["mean_difference"]], "s", color="black",
                     label="mean (1 seed: no CI)" if position == 0 else None)
-        ax.annotate("p %s" % _number(row["p_value"], "%.3g"), (position, 1.0), xycoords=("data", "axes fraction"),
-                    xytext=(0, -12), textcoords="offset points", ha="center", fontsize=8)
     ax.axhline(0.0, color="tab:grey", lw=1, ls="--")
     ax.set_xticks(range(len(summary)))
-    ax.set_xticklabels(_tick_labels(summary))
+    ax.set_xticklabels(["%s\n%d seeds, p %s" % (tick, row["num_seeds"], _number(row["p_value"], "%.3g"))
+                        for tick, row in zip(_tick_labels(summary), summary)], fontsize=8)
     ax.set_xlim(-0.6, len(summary) - 0.4)
     ax.set_xlabel("labelled training cases")
     ax.set_ylabel("Dice Genesis − scratch (per seed)")
     ax.set_title("paired difference per seed (above 0: Genesis better)", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best", framealpha=0.6)
     figure.tight_layout()
     return figure
-
-
-def _json_safe(value):
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def write_study_outputs(study: dict, out_dir: str, title: str) -> list:

@@ -233,6 +233,9 @@ def study_main(argv=None):
     except (StepFailed, WriteError) as error:
         print("nnUNet_genesis_study: %s" % error, file=sys.stderr)
         return 1
+    except OSError as error:      # e.g. a study folder that cannot be renamed into or read: one line, not a traceback
+        print("nnUNet_genesis_study: %s" % error, file=sys.stderr)
+        return 1
     except StudyError as error:
         print("nnUNet_genesis_study: error: %s" % error, file=sys.stderr)
         return 2

@@ -128,6 +128,15 @@ def _complete(path: str) -> bool:
     return os.path.isfile(path) and image_file_problem(path) is None
 
 
+def _read_own_record(path: str):
+    """(record or None, reasons to redo): a damaged record of a prediction or an evaluation (the study's own
+    output) is repaired by redoing that step."""
+    try:
+        return read_record(path), []
+    except StudyError:
+        return None, ["its record %s is damaged" % path]
+
+
 def _claim(out_dir: str) -> None:
     """A new or empty folder, or a study folder (it has a study record)."""
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(os.path.join(out_dir, STUDY_RECORD)):
@@ -203,12 +212,12 @@ class StudyRunner:
     def predict(self, run: Run, trainer: str, fold_dir: str) -> str:
         pred_dir = os.path.join(self.out_dir, "predictions", trainer, run.name)
         current = {"checkpoint_sha256": file_sha256(self.nn.checkpoint(fold_dir)), "test_images": self.test_set.images}
-        recorded = read_record(os.path.join(pred_dir, PREDICTION_RECORD))
-        reasons = decide(recorded, current, os.path.join(pred_dir, PREDICTION_RECORD), FRESH)
+        recorded, reasons = _read_own_record(os.path.join(pred_dir, PREDICTION_RECORD))
+        reasons += decide(recorded, current, os.path.join(pred_dir, PREDICTION_RECORD), FRESH)
         damaged = [c for c in self.test_set.cases if not _complete(os.path.join(pred_dir, c + self.nn.image_suffix))]
         if recorded is not None and damaged:
             reasons.append("prediction(s) missing or damaged: %s" % ", ".join(damaged[:3]))
-        if recorded is None and os.path.isdir(pred_dir):
+        if recorded is None and not reasons and os.path.isdir(pred_dir):
             reasons.append("no record of what they were predicted from")
         if recorded is None or reasons:
             def produce(tmp):
@@ -227,8 +236,8 @@ class StudyRunner:
         current = {"predictions": folder_fingerprint(pred_dir, keep=lambda n: n.endswith(self.nn.image_suffix)),
                    "test_labels": self.test_set.labels, "labels": self.labels, "tolerance_mm": self.tolerance_mm}
         path = os.path.join(eval_dir, EVALUATION_RECORD)
-        recorded = read_record(path)
-        reasons = decide(recorded, current, path, FRESH)
+        recorded, reasons = _read_own_record(path)
+        reasons += decide(recorded, current, path, FRESH)
         if recorded is not None and not all(os.path.isfile(os.path.join(eval_dir, f)) for f in (PER_CASE_FILE,
                                                                                                SUMMARY_FILE)):
             reasons.append("its scores are missing")
@@ -260,7 +269,7 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
               read_pretraining_record: Optional[Callable[[str], Optional[dict]]] = None) -> dict:
     """Run (or resume) the study; returns the contents of study.json. See the module docstring."""
     from tqdm import tqdm
-    from evaluation.evaluate import resolve_tolerance
+    from evaluation.evaluate import EvaluationError, resolve_tolerance
     env = dict(os.environ if env is None else env)
     console = console or sys.stdout
 
@@ -306,6 +315,9 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
     say("study: %s fold %d (%s): %d training cases; counts %s x seeds %s x 2 arms = %d runs; %d test cases"
         % (task_name, fold, split_source, len(train_cases), ", ".join(counts), ", ".join(map(str, seeds)),
            len(runs), len(test_set.cases)))
+    # the marked place for the weights' own pretraining record (competition/study_report.py), said up front too
+    record = pretraining_verdict(weights, read_pretraining_record)
+    say("pretraining record of the weights: %s" % record["text"])
 
     results = []
     bar = tqdm(runs, desc="study runs", unit="run", file=console)
@@ -316,7 +328,10 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
             training = runner.train(run, trainer, val_cases, lambda: epochs.update(1))
         pred_dir = runner.predict(run, trainer, training["fold_dir"])
         eval_dir = runner.evaluate(run, trainer, pred_dir)
-        dice = per_case_mean_dice(os.path.join(eval_dir, "per_case.csv"), scored)
+        try:
+            dice = per_case_mean_dice(os.path.join(eval_dir, "per_case.csv"), scored)
+        except EvaluationError as error:
+            raise StepFailed("%s: %s" % (run.name, error)) from None
         if sorted(dice) != test_set.cases:
             raise StudyError("%s: %s scored cases %s, not the test cases %s" % (
                 run.name, eval_dir, ", ".join(sorted(dice)), ", ".join(test_set.cases)))
@@ -338,8 +353,7 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
               "tolerance_requested": requested_tolerance, "test_images": os.path.abspath(test_images),
               "test_labels": os.path.abspath(test_labels), "test_cases": test_set.cases,
               "num_test_cases": len(test_set.cases), "test_set": test_set.fingerprint(), "validation_cases": val_cases,
-              # the marked place for the weights' own pretraining record (competition/study_report.py)
-              "pretraining_record": pretraining_verdict(weights, read_pretraining_record)}
+              "pretraining_record": record}
     study = {"config": config, "runs": results, "summary": summary}
     write_study_outputs(study, out_dir, "%s: scratch vs Genesis, %d seeds, %d test cases"
                         % (task_name, len(seeds), len(test_set.cases)))

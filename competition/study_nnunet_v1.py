@@ -8,6 +8,14 @@ object (:class:`NnUNetV1`). A v2 backend offers the same attributes and methods 
   each validating on the user's fold's validation cases; results go to ``OUT/nnUNet_results``;
 * the stock commands: ``nnUNet_train 3d_fullres TRAINER TASK FOLD [-pretrained_weights W | -c]`` and
   ``nnUNet_predict ... --disable_tta``, and where their results lie (``nnunet_genesis/nnunet_v1/layout.py``).
+
+What the study asks of a backend (``competition/study.py``; a v2 backend offers the same):
+``name``, ``epoch_done`` (regex of the end-of-epoch log line), ``image_suffix``; ``find_task(task) -> task dir``,
+``plans_file``, ``training_cases``, ``labels``, ``num_modalities``, ``default_test_images``,
+``user_fold(task_dir, fold) -> (train, val, source)``; ``study_env()``, ``build_workspace(task_dir, runs, val)``;
+``fold_dir(task, trainer, fold_index)``, ``checkpoint(fold_dir)``, ``started(fold_dir)``,
+``train_command(task, trainer, fold_index, weights or None, resume)``,
+``predict_command(images, out, task, trainer, fold_index)``, ``validation_dice(fold_dir)``.
 """
 import json
 import os
@@ -101,7 +109,10 @@ class NnUNetV1:
         return len(self.dataset(task_dir).get("modality", {"0": ""}))
 
     def default_test_images(self, task_name: str) -> str:
-        return os.path.join(self.env.get(layout.RAW_BASE_VARIABLE, ""), layout.RAW_DATA_FOLDER, task_name, "imagesTs")
+        if not self.env.get(layout.RAW_BASE_VARIABLE):
+            raise StudyError("--test_images is not given and %s is not set: name the test image folder"
+                             % layout.RAW_BASE_VARIABLE)
+        return os.path.join(self.env[layout.RAW_BASE_VARIABLE], layout.RAW_DATA_FOLDER, task_name, "imagesTs")
 
     def user_fold(self, task_dir: str, fold: int):
         """(train cases, val cases, where they came from) of ``fold`` in the user's splits, or nnU-Net's

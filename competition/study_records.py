@@ -48,17 +48,17 @@ WHAT = {"plans_sha256": "the task's plans file", "weights_sha256": "the pretrain
         "train_cases": "the run's training cases", "validation_cases": "the fold's validation cases"}
 
 
-def read_record(path: str) -> Optional[dict]:
-    """The record at ``path``; None when there is none. StudyError for a damaged one."""
+def read_record(path: str, hint: str = "move its folder away to redo that step") -> Optional[dict]:
+    """The record at ``path``; None when there is none. StudyError (ending in ``hint``) for a damaged one."""
     if not os.path.isfile(path):
         return None
     try:
         with open(path) as f:
             record = json.load(f)
     except (OSError, ValueError) as error:
-        raise StudyError("%s is damaged (%s): move its folder away to redo that step" % (path, error)) from None
+        raise StudyError("%s is damaged (%s): %s" % (path, error, hint)) from None
     if not isinstance(record, dict):
-        raise StudyError("%s is damaged (not a JSON object): move its folder away to redo that step" % path)
+        raise StudyError("%s is damaged (not a JSON object): %s" % (path, hint))
     return record
 
 
@@ -101,7 +101,8 @@ def decide(recorded: Optional[dict], current: dict, where: str, fresh_hint: str)
 def check_study_record(out_dir: str, current: dict, write: bool = True) -> None:
     """The study folder belongs to this backend, task, fold and plans (refused otherwise); recorded now if new."""
     path = os.path.join(out_dir, STUDY_RECORD)
-    decide(read_record(path), current, path, "start afresh with a new -o (the runs in %s were made from the "
-                                             "recorded inputs)" % out_dir)
-    if write and read_record(path) is None:
+    recorded = read_record(path, "start afresh with a new -o")
+    decide(recorded, current, path, "start afresh with a new -o (the runs in %s were made from the recorded inputs)"
+           % out_dir)
+    if write and recorded is None:
         write_record(current, path)

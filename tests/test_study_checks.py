@@ -160,6 +160,15 @@ def test_output_folders_that_are_not_the_studys(study_inputs, tmp_path, capsys):
     assert study_main(_study(s, foreign, s["labels"], s["images"])) == 2
     assert "is not empty and holds no study_record.json" in capsys.readouterr().err
     assert os.listdir(foreign) == ["precious.txt"]
+    inside_images = _copy(s["images"], tmp_path / "images")
+    assert study_main(_study(s, os.path.join(inside_images, "study"), s["labels"], inside_images)) == 2
+    assert "lies inside the test image folder" in capsys.readouterr().err
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "study_record.json").write_text("{not json")
+    assert study_main(_study(s, damaged, s["labels"], s["images"])) == 2
+    err = capsys.readouterr().err
+    assert "study_record.json is damaged" in err and "start afresh with a new -o" in err
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     assert study_main(_study(s, a_file, s["labels"], s["images"])) == 2

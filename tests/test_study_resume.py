@@ -142,15 +142,19 @@ def test_study_resumes_only_what_its_changed_inputs_touch(study):
     assert_numbers_match_inputs(s, other, [1])
     assert commands_run(s) == baseline
 
-    # 3. a prediction cut short by an interrupted nnUNet_predict, before it was scored: predicted again
-    scratch = [r for r in study_json(s)["runs"] if r["arm"] == "scratch"][0]
+    # 3. a prediction cut short by an interrupted nnUNet_predict, before it was scored: predicted again;
+    #    and a damaged record of the other run's evaluation: scored again
+    scratch, genesis = sorted(study_json(s)["runs"], key=lambda r: r["arm"] != "scratch")
     shutil.rmtree(scratch["evaluation"])
     cut = os.path.join(scratch["predictions"], "fakect_010.nii.gz")
     data_bytes = open(cut, "rb").read()
     open(cut, "wb").write(data_bytes[:len(data_bytes) // 3])
+    open(os.path.join(genesis["evaluation"], "study_evaluation.json"), "w").write('{"predictions": {"fake')
     done = run_study(s, other, None, "-l", "1")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "prediction(s) missing or damaged: fakect_010" in done.stdout
+    assert "genesis_n2_s0: its record %s is damaged: scoring again" % os.path.join(
+        genesis["evaluation"], "study_evaluation.json") in done.stdout
     assert_numbers_match_inputs(s, other, [1])
     expected = {**baseline, ("scratch_n2_s0", "nnUNet_predict"): 2}
     assert commands_run(s) == expected

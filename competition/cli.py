@@ -185,47 +185,60 @@ def demo_main(argv=None):
 @command("nnUNet_genesis_study")
 def study_main(argv=None):
     """nnUNet_genesis_study: scratch vs Genesis fine-tuning at several labelled-case counts and seeds
-    (see competition/study.py). Exit status: 0 done, 1 a run failed, 2 bad input."""
-    from competition.study import StudyError, run_study
+    (see competition/study.py). Exit status: 0 done, 1 a step failed, 2 bad input (found before training)."""
+    from competition.study import StepFailed, StudyError, run_study
+    from nnunet_genesis.atomic import WriteError
     parser = argparse.ArgumentParser(
         prog="nnUNet_genesis_study",
         description="Does pretraining help, and with how many labels? For each labelled-case count and seed, train "
                     "the same cases of one fold from scratch and from pretrained weights (stock nnUNet_train, same "
                     "budget and schedule), predict the held-out test images (stock nnUNet_predict) and score them. "
-                    "Writes study.json, study.md and study.png (Dice against labelled cases, mean +- sd per arm) "
-                    "with a paired Wilcoxon test per count. Works in its own nnU-Net folders inside -o: your "
-                    "splits are never changed. Running it again resumes.")
+                    "Writes study.json, study.md and study.png: per count mean +- sd over seeds per arm, the paired "
+                    "difference Genesis - scratch over seeds with its 95%% interval and an exact Wilcoxon test "
+                    "over seeds. Every input is checked before the first training. Works in its own nnU-Net "
+                    "folders inside -o: your splits are never changed. Running it again resumes, reusing only "
+                    "results whose recorded inputs (weights, plans, test images and labels, -l, --tolerance) "
+                    "are unchanged.")
     parser.add_argument("-t", "--task", required=True, help="planned target task, id or name")
     parser.add_argument("-w", "--weights", required=True, help="pretrained weights (e.g. a GenesisPretrain run's "
                         "model_final_checkpoint.model)")
     parser.add_argument("-o", "--output", required=True, help="study folder (created; resumed when it exists)")
-    parser.add_argument("--test_labels", required=True, help="folder of the held-out test cases' label maps")
+    parser.add_argument("--test_labels", required=True, help="folder of the held-out test cases' label maps, one "
+                        "per test image, named like its case (CASE.nii.gz)")
     parser.add_argument("--test_images", help="nnU-Net-format test images (CASE_0000.nii.gz); default: the task's "
                         "imagesTs in $nnUNet_raw_data_base")
     parser.add_argument("-f", "--fold", type=int, default=0, help="fold whose training cases are drawn from and "
                         "whose validation cases validate every run (default 0)")
     parser.add_argument("--counts", nargs="+", default=["2", "4", "all"], help="labelled-case counts (default 2 4 all)")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds (default 0 1 2)")
+    parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"], help="seeds, integers >= 0 (default 0 1 2); "
+                        "the seed is the unit of the statistics: use 5 or more for a test that can reach p < 0.05")
     parser.add_argument("--scratch_trainer", default="nnUNetTrainerV2")
     parser.add_argument("--genesis_trainer", default="nnUNetTrainerV2_Genesis")
-    parser.add_argument("-l", "--labels", nargs="+", type=int, help="labels to score (default: every label found)")
-    parser.add_argument("--tolerance", type=float, help="NSD tolerance in mm (evaluation)")
+    parser.add_argument("-l", "--labels", nargs="+", type=int, help="labels to score (default: every foreground "
+                        "label of the task's dataset.json)")
+    parser.add_argument("--tolerance", type=float, help="NSD tolerance in mm (evaluation; default 2)")
     args = parser.parse_args(argv)
     # the weights are read once here, before hours of training: a missing, damaged or NaN checkpoint is
     # bad input now, not a failure of the first Genesis run after the scratch runs
     from nnunet_genesis.checkpoints import CheckpointError, load_state_dict_from_checkpoint
     try:
         load_state_dict_from_checkpoint(args.weights)
-    except (CheckpointError, FileNotFoundError) as error:
+    except (CheckpointError, FileNotFoundError, IsADirectoryError) as error:
         print("nnUNet_genesis_study: error: %s" % error, file=sys.stderr)
         return 2
     try:
         study = run_study(args.task, args.weights, args.output, args.test_images, args.test_labels, fold=args.fold,
                           counts=args.counts, seeds=args.seeds, scratch_trainer=args.scratch_trainer,
                           genesis_trainer=args.genesis_trainer, labels=args.labels, tolerance_mm=args.tolerance)
+    except (StepFailed, WriteError) as error:
+        print("nnUNet_genesis_study: %s" % error, file=sys.stderr)
+        return 1
+    except OSError as error:      # e.g. a study folder that cannot be renamed into or read: one line, not a traceback
+        print("nnUNet_genesis_study: %s" % error, file=sys.stderr)
+        return 1
     except StudyError as error:
         print("nnUNet_genesis_study: error: %s" % error, file=sys.stderr)
-        return 1 if "failed (exit status" in str(error) else 2
+        return 2
     from competition.study import format_study_markdown
     print(format_study_markdown(study["summary"], study["config"]))
     print("written: %s" % ", ".join(os.path.join(args.output, f) for f in ("study.json", "study.md", "study.png")))

@@ -8,55 +8,68 @@ The design (the Models Genesis paper's low-label figure; asked for by nnU-Net's 
   same ``n`` cases, drawn from the training cases of the user's fold ``F`` by
   ``numpy.random.default_rng([s, n])`` (``n = all`` takes every training case), with the same
   trainer budget and schedule; the Genesis arm adds ``-pretrained_weights``.
-* **The user's splits are never changed.** The study works in its own nnU-Net folders inside
-  ``OUT``: ``OUT/nnUNet_preprocessed/TASK`` holds links to every file of the user's preprocessed
-  task except ``splits_final.pkl``, which the study writes with one fold per (count, seed),
-  each validating on fold ``F``'s validation cases; results go to ``OUT/nnUNet_results``. A re-run
-  with more counts or seeds extends the study and reuses the runs it has.
-  (nnU-Net unpacks the ``.npz`` files of the linked data folder to ``.npy`` beside them, as any
-  training does.)
-* **Held-out test cases only.** Every run predicts the test images (``nnUNet_predict`` with
-  ``--disable_tta``, the same for both arms) and is scored against the test labels
-  (``evaluation.evaluate``); nothing is chosen on them.
-* **Statistics.** Per count and arm: mean and sample sd over seeds of the mean foreground Dice
-  (each run's mean over test cases and labels). Per count: the paired Wilcoxon signed-rank test
-  of Genesis - scratch over (seed, test case) pairs of the per-case mean foreground Dice.
+* **The user's splits are never changed.** The study works in its own nnU-Net folders inside ``OUT``
+  (``competition/study_nnunet_v1.py``, the one module that knows nnU-Net v1's commands and folders).
+* **Held-out test cases only.** Every run predicts the test images (no test-time augmentation, the
+  same for both arms) and is scored against the test labels (``evaluation.evaluate``, the task's labels
+  or ``-l``); nothing is chosen on them.
+* **Checked before training** (``competition/study_inputs.py``): options, the fold, the test set (images
+  and label maps one to one, geometry, label values), the output folder.
+* **Statistics over seeds** (``competition/study_stats.py``); the report (``competition/study_report.py``)
+  is written as one set.
 
-Runs are kept per trainer (``OUT/predictions/TRAINER/RUN``, ``OUT/evaluation/TRAINER/RUN``), so
-fine-tuning variants can be compared in one study folder against the same scratch runs.
+**Resume: the numbers always match the recorded inputs** (``competition/study_records.py``). Each
+training, prediction and evaluation records what produced it; on a re-run a step is reused only when its
+record matches the current inputs. Per input:
 
-Outputs: ``study.json`` (configuration, every run with its cases and scores, the summary),
-``study.md`` (the table) and ``study.png`` (Dice against labelled cases, mean +- sd per arm), all
-written atomically. Finished runs (final checkpoint, all predictions, evaluation) are skipped on
-a re-run; an interrupted training resumes with ``-c``. Progress: one bar over the runs and, per
-training, the epochs nnU-Net reports finished.
+====================================  ==================================================================
+input changed                          what the study does
+====================================  ==================================================================
+test label maps (names or contents),   scores again (the evaluation only)
+``-l``, ``--tolerance``
+test images (names or contents)        predicts again, then scores again
+the weights' contents (same path or    trains the Genesis arm again (the earlier run is moved to
+another)                               ``OUT/superseded/``), then predicts and scores
+a run's checkpoint                     predicts again, then scores again
+a prediction missing or damaged (a     predicts that run again (into a temporary folder, swapped into
+truncated file of an interrupted       place when complete)
+``nnUNet_predict``)
+the task's plans file, the task, the   refused, one line naming what changed: start afresh with a new
+fold, its training or validation       ``-o`` (every run of both arms depends on them; recomputing
+cases, a trainer of a recorded run     would be a new study)
+a training with no record in OUT       refused (made by an earlier version or copied in)
+====================================  ==================================================================
+
+Counts or seeds added to an existing study extend it; runs it has are reused after the checks above.
+Outputs: ``study.json`` (configuration with the test set's fingerprint, every run with its records,
+cases and per-case scores, the summary), ``study.md`` and ``study.png``. Progress: one bar over the
+runs and, per training, the epochs nnU-Net reports finished.
 """
-import json
 import os
-import re
+import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, replace
-from typing import Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from nnunet_genesis import safe_pickle
-from nnunet_genesis.atomic import (make_dirs, save_figure_atomic, write_json_atomic, write_pickle_atomic,
-                                   write_text_atomic)
-from nnunet_genesis.nnunet_v1 import layout
-from nnunet_genesis.transfer_report import TRANSFER_REPORT_FILE
+from competition.output_set import replace_folder
+from competition.study_inputs import (ALL, StepFailed, StudyError, check_counts, check_counts_against_fold, check_label_option,
+                                      check_output_folder, check_seeds, check_test_set, check_tolerance, check_trainers)
+from competition.study_nnunet_v1 import NETWORK, NnUNetV1
+from competition.study_records import (EVALUATION_RECORD, PREDICTION_RECORD, STUDY_RECORD, TRAINING_RECORD,
+                                       check_study_record, decide, read_record, write_record)
+from competition.study_report import STUDY_FILES, format_study_markdown, pretraining_verdict, write_study_outputs
+from competition.study_stats import summarise_study
+from nnunet_genesis.atomic import make_dirs
+from nnunet_genesis.fingerprint import file_sha256, folder_fingerprint
+
+__all__ = ["ALL", "ARMS", "NETWORK", "STUDY_FILES", "Run", "StepFailed", "StudyError", "draw_subset", "format_study_markdown",
+           "plan_runs", "run_logged", "run_study", "summarise_study"]
 
 ARMS = ("scratch", "genesis")
-ALL = "all"
-NETWORK = "3d_fullres"   # the configuration every run trains and predicts with
-STUDY_FILES = ("study.json", "study.md", "study.png")
-SPLITS_FILE = "splits_final.pkl"
-EPOCH_DONE_LINE = re.compile(r"This epoch took")  # nnU-Net v1 logs it after every finished epoch
-
-
-class StudyError(RuntimeError):
-    """Bad input or a failed step: one line naming the file or command and the fault."""
+FRESH = "start afresh with a new -o"
 
 
 @dataclass(frozen=True)
@@ -64,26 +77,12 @@ class Run:
     arm: str
     count: str       # "2", "4", ... or "all"
     seed: int
-    fold_index: int  # fold of the study's own splits_final.pkl
+    fold_index: int  # fold of the study's own splits
     train_cases: tuple
 
     @property
     def name(self):
         return "%s_n%s_s%d" % (self.arm, self.count, self.seed)
-
-
-# --------------------------------------------------------------------------------------------
-# Splits
-# --------------------------------------------------------------------------------------------
-def nnunet_default_splits(case_ids: Sequence[str]) -> List[dict]:
-    """nnU-Net v1's own 5-fold split (nnUNetTrainer.do_split: KFold(5, shuffle, random_state=12345)
-    over the sorted case ids), for a task that has no splits_final.pkl yet."""
-    from sklearn.model_selection import KFold
-    keys = np.sort(np.array(list(case_ids)))
-    splits = []
-    for train, val in KFold(n_splits=5, shuffle=True, random_state=12345).split(keys):
-        splits.append({"train": np.array(keys[train]), "val": np.array(keys[val])})
-    return splits
 
 
 def draw_subset(train_cases: Sequence[str], count: str, seed: int) -> tuple:
@@ -99,90 +98,17 @@ def draw_subset(train_cases: Sequence[str], count: str, seed: int) -> tuple:
 
 
 def plan_runs(train_cases: Sequence[str], counts: Sequence[str], seeds: Sequence[int]) -> List[Run]:
-    """Every (count, seed) in order, both arms on the same subset. Fold indices are assigned by
-    :func:`build_study_workspace` (-1 until then)."""
-    runs = []
-    for count in counts:
-        for seed in seeds:
-            subset = draw_subset(train_cases, count, seed)
-            runs.extend(Run(arm, count, seed, -1, subset) for arm in ARMS)
-    return runs
+    """Every (count, seed) in order, both arms on the same subset (fold indices -1 until the workspace
+    assigns them)."""
+    return [Run(arm, count, seed, -1, draw_subset(train_cases, count, seed))
+            for count in counts for seed in seeds for arm in ARMS]
 
 
-# --------------------------------------------------------------------------------------------
-# The study's own nnU-Net folders
-# --------------------------------------------------------------------------------------------
-def user_fold(task_dir: str, fold: int):
-    """(train cases, val cases) of ``fold`` in the user's splits (nnU-Net's default split when the
-    task has none yet), and where they came from."""
-    splits_file = os.path.join(task_dir, SPLITS_FILE)
-    if os.path.isfile(splits_file):
-        splits = safe_pickle.load(splits_file)
-        source = splits_file
-    else:
-        with open(os.path.join(task_dir, "dataset.json")) as f:
-            dataset = json.load(f)
-        ids = [os.path.basename(entry["image"]).split(".nii")[0] for entry in dataset["training"]]
-        splits, source = nnunet_default_splits(ids), "nnU-Net's default 5-fold split (%s does not exist)" % splits_file
-    if not 0 <= fold < len(splits):
-        raise StudyError("%s: fold %d does not exist (%d folds)" % (source, fold, len(splits)))
-    return [str(c) for c in splits[fold]["train"]], [str(c) for c in splits[fold]["val"]], source
-
-
-def task_label_names(task_dir: str) -> Dict[int, str]:
-    """{label: name} from the planned task's dataset.json (empty if it has none)."""
-    path = os.path.join(task_dir, "dataset.json")
-    if not os.path.isfile(path):
-        return {}
-    with open(path) as f:
-        labels = json.load(f).get("labels", {})
-    return {int(k): str(v) for k, v in labels.items() if str(k).isdigit() and int(k) != 0}
-
-
-def build_study_workspace(task_dir: str, out_dir: str, runs: Sequence[Run], val_cases: Sequence[str]) -> List[Run]:
-    """``OUT/nnUNet_preprocessed/TASK``: links to the user's task files, and the study's own
-    ``splits_final.pkl`` with one fold per subset. A study folder grows: a re-run with more counts
-    or seeds keeps every fold it already has (same index, same cases) and appends the new ones, so
-    finished runs are reused. Returns ``runs`` with their fold indices."""
-    task = os.path.basename(os.path.normpath(task_dir))
-    study_task = os.path.join(out_dir, "nnUNet_preprocessed", task)
-    make_dirs(study_task)
-    for entry in sorted(os.listdir(task_dir)):
-        link = os.path.join(study_task, entry)
-        if entry == SPLITS_FILE or os.path.lexists(link):
-            continue
-        os.symlink(os.path.abspath(os.path.join(task_dir, entry)), link)
-    path = os.path.join(study_task, SPLITS_FILE)
-    splits = []
-    if os.path.isfile(path):
-        splits = safe_pickle.load(path)
-    val = sorted(str(c) for c in val_cases)
-    if any([str(c) for c in split["val"]] != val for split in splits):
-        raise StudyError("%s validates on other cases (an earlier study of another fold): choose another output "
-                         "folder" % path)
-    # one fold per (count, seed), even where two subsets are equal ('all'): every seed trains anew
-    known = {(str(split.get("count")), int(split.get("seed", -1))): i for i, split in enumerate(splits)}
-    assigned = []
-    for run in runs:
-        key = (run.count, int(run.seed))
-        if key not in known:
-            known[key] = len(splits)
-            splits.append({"train": np.array(run.train_cases), "val": np.array(val), "count": run.count,
-                           "seed": int(run.seed)})
-        elif tuple(str(c) for c in splits[known[key]]["train"]) != tuple(run.train_cases):
-            raise StudyError("%s: fold %d (count %s, seed %d) holds other cases than this study draws: choose another "
-                             "output folder" % (path, known[key], run.count, run.seed))
-        assigned.append(replace(run, fold_index=known[key]))
-    write_pickle_atomic(splits, path)
-    return assigned
-
-
-# --------------------------------------------------------------------------------------------
-# Running the stock commands
-# --------------------------------------------------------------------------------------------
-def run_logged(command: List[str], env: Dict[str, str], log_path: str, progress=None) -> None:
-    """Run ``command``, appending its output to ``log_path``; ``progress()`` is called whenever
-    nnU-Net reports a finished epoch. StudyError naming the command and log on failure."""
+def run_logged(command: List[str], env: Dict[str, str], log_path: str, progress=None, epoch_done=None) -> None:
+    """Run ``command``, appending its output to ``log_path``; ``progress()`` is called on every line that
+    matches ``epoch_done`` (default: nnU-Net v1's end-of-epoch line). StudyError naming the command and
+    log on failure."""
+    epoch_done = epoch_done or NnUNetV1.epoch_done
     with open(log_path, "a") as log:
         log.write("$ %s\n" % " ".join(command))
         log.flush()
@@ -190,26 +116,143 @@ def run_logged(command: List[str], env: Dict[str, str], log_path: str, progress=
                                    bufsize=1)
         for line in process.stdout:
             log.write(line)
-            if progress is not None and EPOCH_DONE_LINE.search(line):
+            if progress is not None and epoch_done.search(line):
                 progress()
         status = process.wait()
     if status != 0:
-        raise StudyError("failed (exit status %d): %s; its output is in %s" % (status, " ".join(command), log_path))
+        raise StepFailed("failed (exit status %d): %s; its output is in %s" % (status, " ".join(command), log_path))
 
 
-def list_images(images_dir: str) -> List[str]:
-    """Case ids of the nnU-Net-format test images (``CASE_0000.nii.gz``)."""
-    if not os.path.isdir(images_dir):
-        raise StudyError("%s: test image folder does not exist" % images_dir)
-    cases = sorted(f[:-len("_0000.nii.gz")] for f in os.listdir(images_dir) if f.endswith("_0000.nii.gz"))
-    if not cases:
-        raise StudyError("%s: no nnU-Net test images (CASE_0000.nii.gz)" % images_dir)
-    return cases
+def _complete(path: str) -> bool:
+    from nnunet_genesis.integrity import image_file_problem
+    return os.path.isfile(path) and image_file_problem(path) is None
 
 
-# --------------------------------------------------------------------------------------------
-# Summary
-# --------------------------------------------------------------------------------------------
+def _read_own_record(path: str):
+    """(record or None, reasons to redo): a damaged record of a prediction or an evaluation (the study's own
+    output) is repaired by redoing that step."""
+    try:
+        return read_record(path), []
+    except StudyError:
+        return None, ["its record %s is damaged" % path]
+
+
+def _claim(out_dir: str) -> None:
+    """A new or empty folder, or a study folder (it has a study record)."""
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not os.path.isfile(os.path.join(out_dir, STUDY_RECORD)):
+        raise StudyError("-o %s is not empty and holds no %s (not a study folder, or one made by an earlier version "
+                         "that recorded nothing): choose a new or empty folder" % (out_dir, STUDY_RECORD))
+
+
+def _supersede(folder: str, out_dir: str, name: str) -> str:
+    """Move a run's folder that no longer matches its inputs to OUT/superseded/ (nothing is deleted)."""
+    parent = make_dirs(os.path.join(out_dir, "superseded"))
+    index = 1
+    while os.path.lexists(os.path.join(parent, "%s_%d" % (name, index))):
+        index += 1
+    target = os.path.join(parent, "%s_%d" % (name, index))
+    os.rename(folder, target)
+    return target
+
+
+class StudyRunner:
+    """One study invocation: the checked inputs and the three steps of a run (train, predict, evaluate)."""
+
+    def __init__(self, nn, task_name, weights, out_dir, test_set, labels, label_names, tolerance_mm, hashes, say):
+        self.nn, self.task_name, self.weights, self.out_dir = nn, task_name, weights, out_dir
+        self.test_set, self.labels, self.label_names = test_set, labels, label_names
+        self.tolerance_mm, self.hashes, self.say = tolerance_mm, hashes, say
+        self.env = nn.study_env()
+
+    def log(self, run, trainer):
+        return os.path.join(self.out_dir, "logs", "%s__%s.log" % (run.name, trainer))
+
+    def train(self, run: Run, trainer: str, val_cases, epochs) -> dict:
+        fold_dir = self.nn.fold_dir(self.task_name, trainer, run.fold_index)
+        current = {"backend": self.nn.name, "arm": run.arm, "trainer": trainer, "count": run.count,
+                   "seed": run.seed, "train_cases": list(run.train_cases), "validation_cases": list(val_cases),
+                   "plans_sha256": self.hashes["plans"],
+                   "weights_sha256": self.hashes["weights"] if run.arm == "genesis" else None}
+        path = os.path.join(fold_dir, TRAINING_RECORD)
+        recorded = read_record(path)
+        if recorded is None and os.path.isdir(fold_dir) and os.listdir(fold_dir):
+            raise StudyError("%s holds a training this study did not record (an earlier version's, or copied in): "
+                             "move it away, or %s" % (fold_dir, FRESH))
+        changed = decide(recorded, current, path, FRESH)
+        if changed:
+            moved = _supersede(fold_dir, self.out_dir, "%s__%s" % (trainer, run.name))
+            self.say("%s: %s changed: training again (the earlier run is kept in %s)" % (run.name, "; ".join(changed),
+                                                                                          moved))
+            recorded = None
+        if not os.path.isfile(self.nn.checkpoint(fold_dir)):
+            resume = recorded is not None and self.nn.started(fold_dir)
+            make_dirs(fold_dir)
+            write_record(dict(current, weights=os.path.abspath(self.weights) if run.arm == "genesis" else None), path)
+            run_logged(self.nn.train_command(self.task_name, trainer, run.fold_index,
+                                             self.weights if run.arm == "genesis" else None, resume),
+                       self.env, self.log(run, trainer), progress=epochs, epoch_done=self.nn.epoch_done)
+            if not os.path.isfile(self.nn.checkpoint(fold_dir)):
+                raise StepFailed("%s: training ended without %s; its output is in %s" % (
+                    run.name, self.nn.checkpoint(fold_dir), self.log(run, trainer)))
+        return dict(current, fold_dir=fold_dir)
+
+    def redo(self, run: Run, final: str, reasons: List[str], doing: str, produce, record: dict, record_name: str):
+        """A step's whole output made anew: ``produce(FINAL.new)``, its record written into it, then swapped
+        into the place of ``final`` (competition/output_set.replace_folder: all old or all new)."""
+        if reasons:
+            self.say("%s: %s: %s again" % (run.name, "; ".join(reasons), doing))
+        tmp = final + ".new"
+        if os.path.lexists(tmp):
+            shutil.rmtree(tmp)
+        make_dirs(os.path.dirname(final))
+        produce(tmp)
+        write_record(record, os.path.join(tmp, record_name))
+        replace_folder(tmp, final)
+
+    def predict(self, run: Run, trainer: str, fold_dir: str) -> str:
+        pred_dir = os.path.join(self.out_dir, "predictions", trainer, run.name)
+        current = {"checkpoint_sha256": file_sha256(self.nn.checkpoint(fold_dir)), "test_images": self.test_set.images}
+        recorded, reasons = _read_own_record(os.path.join(pred_dir, PREDICTION_RECORD))
+        reasons += decide(recorded, current, os.path.join(pred_dir, PREDICTION_RECORD), FRESH)
+        damaged = [c for c in self.test_set.cases if not _complete(os.path.join(pred_dir, c + self.nn.image_suffix))]
+        if recorded is not None and damaged:
+            reasons.append("prediction(s) missing or damaged: %s" % ", ".join(damaged[:3]))
+        if recorded is None and not reasons and os.path.isdir(pred_dir):
+            reasons.append("no record of what they were predicted from")
+        if recorded is None or reasons:
+            def produce(tmp):
+                run_logged(self.nn.predict_command(self.test_set.images_dir, tmp, self.task_name, trainer,
+                                                   run.fold_index), self.env, self.log(run, trainer))
+                bad = [c for c in self.test_set.cases if not _complete(os.path.join(tmp, c + self.nn.image_suffix))]
+                if bad:
+                    raise StepFailed("%s: the prediction of %s is missing or damaged after prediction; its output is "
+                                     "in %s" % (run.name, ", ".join(bad[:3]), self.log(run, trainer)))
+            self.redo(run, pred_dir, reasons, "predicting", produce, current, PREDICTION_RECORD)
+        return pred_dir
+
+    def evaluate(self, run: Run, trainer: str, pred_dir: str) -> str:
+        from evaluation.evaluate import PER_CASE_FILE, SUMMARY_FILE, EvaluationError, evaluate_folders
+        eval_dir = os.path.join(self.out_dir, "evaluation", trainer, run.name)
+        current = {"predictions": folder_fingerprint(pred_dir, keep=lambda n: n.endswith(self.nn.image_suffix)),
+                   "test_labels": self.test_set.labels, "labels": self.labels, "tolerance_mm": self.tolerance_mm}
+        path = os.path.join(eval_dir, EVALUATION_RECORD)
+        recorded, reasons = _read_own_record(path)
+        reasons += decide(recorded, current, path, FRESH)
+        if recorded is not None and not all(os.path.isfile(os.path.join(eval_dir, f)) for f in (PER_CASE_FILE,
+                                                                                               SUMMARY_FILE)):
+            reasons.append("its scores are missing")
+        if recorded is None or reasons:
+            def produce(tmp):
+                try:
+                    evaluate_folders(self.test_set.labels_dir, pred_dir, labels=self.labels,
+                                     tolerance_mm=self.tolerance_mm, out_dir=tmp, num_processes=1,
+                                     label_names=self.label_names, verbose=False)
+                except EvaluationError as error:
+                    raise StepFailed("%s: %s" % (run.name, error)) from None
+            self.redo(run, eval_dir, reasons, "scoring", produce, current, EVALUATION_RECORD)
+        return eval_dir
+
+
 def per_case_mean_dice(per_case_csv: str, labels: Sequence[int]) -> Dict[str, float]:
     """Per test case, the mean Dice over ``labels``."""
     from evaluation.evaluate import read_per_case_csv
@@ -218,241 +261,100 @@ def per_case_mean_dice(per_case_csv: str, labels: Sequence[int]) -> Dict[str, fl
     return {c: float(np.mean([r["dice"] for r in rows if r["case"] == c and r["label"] in labels])) for c in cases}
 
 
-def nnunet_validation_dice(fold_dir: str) -> float:
-    """Mean foreground Dice of nnU-Net's own end-of-training validation (the fold's validation
-    cases, ``validation_raw/summary.json``): what fine-tuning recipes are chosen on. NaN if absent."""
-    path = os.path.join(fold_dir, "validation_raw", "summary.json")
-    if not os.path.isfile(path):
-        return float("nan")
-    with open(path) as f:
-        mean = json.load(f)["results"]["mean"]
-    values = [float(v["Dice"]) for k, v in mean.items() if str(k) != "0" and "Dice" in v]
-    return float(np.mean(values)) if values else float("nan")
-
-
-def summarise_study(results: Sequence[dict], counts: Sequence[str]) -> List[dict]:
-    """One row per count: per arm mean / sd over seeds of the run's mean Dice, n labelled cases,
-    and the paired Wilcoxon test (Genesis - scratch) over (seed, case)."""
-    from evaluation.compare import wilcoxon_signed_rank
-    rows = []
-    for count in counts:
-        row = {"count": count}
-        for arm in ARMS:
-            values = [r["mean_dice"] for r in results if r["count"] == count and r["arm"] == arm]
-            validation = [r.get("validation_dice", float("nan")) for r in results
-                          if r["count"] == count and r["arm"] == arm]
-            row[arm] = {"mean": float(np.mean(values)) if values else float("nan"),
-                        "sd": float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"),
-                        "runs": len(values),
-                        "validation_mean": float(np.mean(validation)) if validation else float("nan")}
-        scratch = {(r["seed"], c): d for r in results if r["count"] == count and r["arm"] == "scratch"
-                   for c, d in r["per_case_dice"].items()}
-        genesis = {(r["seed"], c): d for r in results if r["count"] == count and r["arm"] == "genesis"
-                   for c, d in r["per_case_dice"].items()}
-        pairs = sorted(set(scratch) & set(genesis))
-        differences = [genesis[k] - scratch[k] for k in pairs]
-        p_value, note = wilcoxon_signed_rank(differences)
-        sizes = sorted({r["num_labelled"] for r in results if r["count"] == count})
-        row.update({"num_labelled": sizes[0] if len(sizes) == 1 else sizes, "pairs": len(pairs),
-                    "mean_difference": float(np.mean(differences)) if differences else float("nan"),
-                    "differences": [float(d) for d in differences],
-                    "genesis_better": int(sum(d > 0 for d in differences)),
-                    "scratch_better": int(sum(d < 0 for d in differences)), "wilcoxon_p": p_value,
-                    "wilcoxon_note": note})
-        rows.append(row)
-    return rows
-
-
-def format_study_markdown(summary: Sequence[dict], config: dict) -> str:
-    lines = ["# Scratch vs Genesis fine-tuning: %s, fold %s, seeds %s" % (config["task"], config["fold"],
-                                                                      ", ".join(map(str, config["seeds"]))),
-             "",
-             "Mean foreground Dice on %d held-out test cases (labels %s); mean ± sd over seeds. "
-             "Paired Wilcoxon signed-rank test over (seed, test case) pairs." % (config["num_test_cases"],
-                                                                                  ", ".join(map(str, config["labels"]))),
-             "",
-             "| labelled cases | scratch | Genesis | Δ (Genesis − scratch) | Genesis better / scratch better | Wilcoxon p |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for row in summary:
-        lines.append("| %s (%s) | %.4f ± %.4f | %.4f ± %.4f | %+.4f | %d / %d | %s |" % (
-            row["count"], row["num_labelled"], row["scratch"]["mean"], row["scratch"]["sd"], row["genesis"]["mean"],
-            row["genesis"]["sd"], row["mean_difference"], row["genesis_better"], row["scratch_better"],
-            "%.4f" % row["wilcoxon_p"] if np.isfinite(row["wilcoxon_p"]) else "n/a"))
-    notes = sorted({row["wilcoxon_note"] for row in summary if row["wilcoxon_note"]})
-    if notes:
-        lines += [""] + ["Note: %s" % n for n in notes]
-    lines += ["", "Validation cases of the fold (nnU-Net's own validation; what recipes are chosen on): mean Dice "
-              + "; ".join("%s labelled: scratch %.4f, Genesis %.4f" % (row["count"], row["scratch"]["validation_mean"],
-                                                                       row["genesis"]["validation_mean"])
-                          for row in summary)]
-    lines += ["", "Trainers: scratch `%s`, Genesis `%s` with `-pretrained_weights %s`." % (
-        config["scratch_trainer"], config["genesis_trainer"], config["weights"])]
-    return "\n".join(lines) + "\n"
-
-
-def plot_study(summary: Sequence[dict], path: str, title: str) -> str:
-    """Left: Dice against labelled cases, mean ± sd per arm (the paper's learning-curve figure).
-    Right: the paired differences Genesis − scratch per (seed, test case) at each count, their mean
-    as a bar, and zero: on the left's full Dice scale a difference of 0.01 is invisible."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    figure = Figure(figsize=(10, 4.2))
-    FigureCanvasAgg(figure)
-    ax = figure.add_subplot(1, 2, 1)
-    xs = [row["num_labelled"] if not isinstance(row["num_labelled"], list) else max(row["num_labelled"])
-          for row in summary]
-    for arm, colour, offset in (("scratch", "tab:grey", -0.06), ("genesis", "tab:red", 0.06)):
-        means = [row[arm]["mean"] for row in summary]
-        sds = [row[arm]["sd"] if np.isfinite(row[arm]["sd"]) else 0.0 for row in summary]
-        ax.errorbar([x * (1 + offset) for x in xs], means, yerr=sds, fmt="-o", capsize=4, color=colour,
-                    label="Genesis fine-tuning" if arm == "genesis" else "from scratch")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(xs)
-    ax.set_xticklabels(["%s%s" % (x, " (all)" if row["count"] == ALL else "") for x, row in zip(xs, summary)])
-    ax.set_xlabel("labelled training cases")
-    ax.set_ylabel("mean foreground Dice (test cases)")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=9)
-    ax.legend()
-
-    ax = figure.add_subplot(1, 2, 2)
-    positions = list(range(len(summary)))
-    for position, row in zip(positions, summary):
-        differences = row.get("differences", [])
-        if differences:
-            jitter = np.linspace(-0.15, 0.15, len(differences)) if len(differences) > 1 else [0.0]
-            ax.scatter([position + j for j in jitter], differences, s=14, color="tab:red", alpha=0.6)
-            ax.plot([position - 0.25, position + 0.25], [row["mean_difference"]] * 2, color="black", lw=2)
-    ax.axhline(0.0, color="tab:grey", lw=1, ls="--")
-    ax.set_xticks(positions)
-    ax.set_xticklabels(["%s%s" % (x, " (all)" if row["count"] == ALL else "") for x, row in zip(xs, summary)])
-    ax.set_xlim(-0.6, len(summary) - 0.4)
-    ax.set_xlabel("labelled training cases")
-    ax.set_ylabel("Dice Genesis − scratch (per seed and test case)")
-    ax.set_title("paired differences (bar: mean; above 0: Genesis better)", fontsize=9)
-    ax.grid(alpha=0.3)
-    figure.tight_layout()
-    return save_figure_atomic(figure, path, dpi=110)
-
-
-# --------------------------------------------------------------------------------------------
-# The study
-# --------------------------------------------------------------------------------------------
-def check_same_weights(fold_dir: str, weights: str, run_name: str) -> None:
-    """Refuse to resume a Genesis run that was fine-tuned from other weights: the study's runs are kept
-    by trainer and fold, not by checkpoint, so reusing it would silently mix two pretrainings. The
-    weights a run started from are the ``source`` of its ``transfer_report.json``."""
-    report_file = os.path.join(fold_dir, TRANSFER_REPORT_FILE)
-    if not os.path.isfile(report_file):
-        return
-    with open(report_file) as f:
-        source = json.load(f).get("source")
-    if source and os.path.abspath(source) != os.path.abspath(weights):
-        raise StudyError("run %s in %s was fine-tuned from %s, not from %s: use another -o (or move that run away)"
-                         % (run_name, fold_dir, source, os.path.abspath(weights)))
-
-
 def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str], test_labels: str,
               fold: int = 0, counts: Sequence[str] = ("2", "4", ALL), seeds: Sequence[int] = (0, 1, 2),
               scratch_trainer: str = "nnUNetTrainerV2", genesis_trainer: str = "nnUNetTrainerV2_Genesis",
               labels: Optional[Sequence[int]] = None, tolerance_mm: Optional[float] = None,
-              env: Optional[Dict[str, str]] = None, console=None) -> dict:
+              env: Optional[Dict[str, str]] = None, console=None, backend=NnUNetV1,
+              read_pretraining_record: Optional[Callable[[str], Optional[dict]]] = None) -> dict:
     """Run (or resume) the study; returns the contents of study.json. See the module docstring."""
     from tqdm import tqdm
-    from evaluation.evaluate import evaluate_folders
+    from evaluation.evaluate import EvaluationError, resolve_tolerance
     env = dict(os.environ if env is None else env)
     console = console or sys.stdout
-    for key in (layout.PREPROCESSED_VARIABLE,):
-        if not env.get(key):
-            raise StudyError("environment variable %s is not set: nnU-Net does not know where its folders are" % key)
-    counts = [str(c) for c in counts]
-    for count in counts:
-        if count != ALL and not (count.isdigit() and int(count) > 0):
-            raise StudyError("labelled-case count %r is neither a positive number nor 'all'" % count)
+
+    def say(text):
+        print(text, file=console, flush=True)
+
+    # ---- everything checkable before the first training
+    counts, seeds = check_counts(counts), check_seeds(seeds)
+    check_trainers(scratch_trainer, genesis_trainer)
+    requested_tolerance = check_tolerance(tolerance_mm)
     if not os.path.isfile(weights):
         raise StudyError("%s: pretrained weights file does not exist" % weights)
-    preprocessed = env[layout.PREPROCESSED_VARIABLE]
-    task_name = str(task) if layout.is_task_name(task) else None
-    if task_name is None:
-        matches = [d for d in os.listdir(preprocessed) if d.startswith(layout.task_prefix(task))]
-        if len(matches) != 1:
-            raise StudyError("task id %s: %d planned task(s) in %s" % (task, len(matches), preprocessed))
-        task_name = matches[0]
-    task_dir = os.path.join(preprocessed, task_name)
-    if not os.path.isfile(layout.plans_file(task_dir)):
-        raise StudyError("%s: no 3D plans (run nnUNet_plan_and_preprocess first)" % task_dir)
-    if test_images is None:
-        test_images = os.path.join(env.get(layout.RAW_BASE_VARIABLE, ""), layout.RAW_DATA_FOLDER, task_name, "imagesTs")
-    test_cases = list_images(test_images)
-    if not os.path.isdir(test_labels):
-        raise StudyError("%s: test label folder does not exist" % test_labels)
     out_dir = os.path.abspath(out_dir)
+    nn = backend(env, out_dir)
+    task_dir = nn.find_task(task)
+    task_name = os.path.basename(task_dir)
+    task_labels = nn.labels(task_dir)
+    scored = check_label_option(labels, task_labels, task_name) or sorted(task_labels)
+    if not scored:
+        raise StudyError("%s: dataset.json names no foreground label: pass -l" % task_dir)
+    tolerance = resolve_tolerance(requested_tolerance)[0]
+    test_images = test_images or nn.default_test_images(task_name)
+    check_output_folder(out_dir, {"the test image folder": test_images, "the test label folder": test_labels,
+                                  "the preprocessed task": task_dir})
+    _claim(out_dir)
+    train_cases, val_cases, split_source = nn.user_fold(task_dir, fold)
+    check_counts_against_fold(counts, train_cases, split_source)
+    planned = plan_runs(train_cases, counts, seeds)
+    test_set = check_test_set(test_images, test_labels, nn.num_modalities(task_dir), task_labels,
+                              nn.training_cases(task_dir), console=console)
+    hashes = {"weights": file_sha256(weights), "plans": file_sha256(nn.plans_file(task_dir))}
+    study_key = {"backend": nn.name, "task": task_name, "fold": int(fold), "plans_sha256": hashes["plans"],
+                 "validation_cases": sorted(val_cases)}
+    check_study_record(out_dir, study_key, write=False)
+
+    # ---- the study folder, then the runs
     for sub in ("logs", "predictions", "evaluation", "nnUNet_results"):
         make_dirs(os.path.join(out_dir, sub))
-
-    train_cases, val_cases, split_source = user_fold(task_dir, fold)
-    label_names = task_label_names(task_dir)
-    runs = build_study_workspace(task_dir, out_dir, plan_runs(train_cases, counts, seeds), val_cases)
-    study_env = dict(env, **{layout.PREPROCESSED_VARIABLE: os.path.join(out_dir, "nnUNet_preprocessed"),
-                             layout.RESULTS_VARIABLE: os.path.join(out_dir, "nnUNet_results")})
-    bin_dir = os.path.dirname(sys.executable)
+    check_study_record(out_dir, study_key)
+    runs = nn.build_workspace(task_dir, planned, val_cases)
+    runner = StudyRunner(nn, task_name, weights, out_dir, test_set, scored, task_labels, tolerance, hashes, say)
     trainers = {"scratch": scratch_trainer, "genesis": genesis_trainer}
-    print("study: %s fold %d (%s): %d training cases; counts %s x seeds %s x 2 arms = %d runs; %d test cases"
-          % (task_name, fold, split_source, len(train_cases), ", ".join(counts), ", ".join(map(str, seeds)),
-             len(runs), len(test_cases)), file=console, flush=True)
+    say("study: %s fold %d (%s): %d training cases; counts %s x seeds %s x 2 arms = %d runs; %d test cases"
+        % (task_name, fold, split_source, len(train_cases), ", ".join(counts), ", ".join(map(str, seeds)),
+           len(runs), len(test_set.cases)))
+    # the marked place for the weights' own pretraining record (competition/study_report.py), said up front too
+    record = pretraining_verdict(weights, read_pretraining_record)
+    say("pretraining record of the weights: %s" % record["text"])
 
     results = []
     bar = tqdm(runs, desc="study runs", unit="run", file=console)
     for run in bar:
         bar.set_postfix_str(run.name)
         trainer = trainers[run.arm]
-        fold_dir = layout.fold_folder(os.path.join(study_env[layout.RESULTS_VARIABLE], layout.RESULTS_SUBFOLDER),
-                                      NETWORK, task_name, trainer, run.fold_index)
-        log_path = os.path.join(out_dir, "logs", "%s__%s.log" % (run.name, trainer))
-        if run.arm == "genesis":
-            check_same_weights(fold_dir, weights, run.name)
-        if not os.path.isfile(os.path.join(fold_dir, layout.FINAL_CHECKPOINT)):
-            command = [os.path.join(bin_dir, "nnUNet_train"), NETWORK, trainer, task_name, str(run.fold_index),
-                       "--disable_postprocessing_on_folds"]
-            if os.path.isfile(os.path.join(fold_dir, "model_latest.model")):
-                command.append("-c")
-            elif run.arm == "genesis":
-                command += ["-pretrained_weights", os.path.abspath(weights)]
-            epochs = tqdm(desc="  %s: training" % run.name, unit="epoch", file=console, leave=False)
-            try:
-                run_logged(command, study_env, log_path, progress=lambda: epochs.update(1))
-            finally:
-                epochs.close()
-        pred_dir = os.path.join(out_dir, "predictions", trainer, run.name)
-        if not all(os.path.isfile(os.path.join(pred_dir, c + ".nii.gz")) for c in test_cases):
-            run_logged([os.path.join(bin_dir, "nnUNet_predict"), "-i", test_images, "-o", pred_dir, "-t", task_name,
-                        "-m", NETWORK, "-tr", trainer, "-f", str(run.fold_index), "--disable_tta",
-                        "-chk", os.path.splitext(layout.FINAL_CHECKPOINT)[0], "--num_threads_preprocessing", "1",
-                        "--num_threads_nifti_save", "1"], study_env, log_path)
-        eval_dir = os.path.join(out_dir, "evaluation", trainer, run.name)
-        per_case = os.path.join(eval_dir, "per_case.csv")
-        if not os.path.isfile(per_case):
-            evaluate_folders(test_labels, pred_dir, labels=labels, tolerance_mm=tolerance_mm, out_dir=eval_dir,
-                             num_processes=1, label_names=label_names, verbose=False)
-        with open(os.path.join(eval_dir, "summary.json")) as f:
-            scored_labels = [int(k) for k in json.load(f)["labels"]]
-        dice = per_case_mean_dice(per_case, scored_labels)
+        with tqdm(desc="  %s: training" % run.name, unit="epoch", file=console, leave=False) as epochs:
+            training = runner.train(run, trainer, val_cases, lambda: epochs.update(1))
+        pred_dir = runner.predict(run, trainer, training["fold_dir"])
+        eval_dir = runner.evaluate(run, trainer, pred_dir)
+        try:
+            dice = per_case_mean_dice(os.path.join(eval_dir, "per_case.csv"), scored)
+        except EvaluationError as error:
+            raise StepFailed("%s: %s" % (run.name, error)) from None
+        if sorted(dice) != test_set.cases:
+            raise StudyError("%s: %s scored cases %s, not the test cases %s" % (
+                run.name, eval_dir, ", ".join(sorted(dice)), ", ".join(test_set.cases)))
         results.append({"arm": run.arm, "count": run.count, "seed": run.seed, "fold_index": run.fold_index,
                         "num_labelled": len(run.train_cases), "train_cases": list(run.train_cases),
                         "trainer": trainer, "per_case_dice": dice, "mean_dice": float(np.mean(list(dice.values()))),
-                        "validation_dice": nnunet_validation_dice(fold_dir),
-                        "evaluation": eval_dir, "predictions": pred_dir, "fold_dir": fold_dir})
+                        "validation_dice": nn.validation_dice(training["fold_dir"]), "evaluation": eval_dir,
+                        "predictions": pred_dir, "fold_dir": training["fold_dir"],
+                        "records": {"training": read_record(os.path.join(training["fold_dir"], TRAINING_RECORD)),
+                                    "prediction": read_record(os.path.join(pred_dir, PREDICTION_RECORD)),
+                                    "evaluation": read_record(os.path.join(eval_dir, EVALUATION_RECORD))}})
     bar.close()
 
     summary = summarise_study(results, counts)
-    config = {"task": task_name, "fold": fold, "split_source": split_source, "counts": counts,
-              "seeds": list(seeds), "weights": os.path.abspath(weights), "scratch_trainer": scratch_trainer,
-              "genesis_trainer": genesis_trainer, "labels": scored_labels, "test_images": test_images,
-              "test_labels": test_labels, "num_test_cases": len(test_cases), "validation_cases": val_cases}
+    config = {"backend": nn.name, "task": task_name, "fold": fold, "split_source": split_source, "counts": counts,
+              "seeds": seeds, "weights": os.path.abspath(weights), "weights_sha256": hashes["weights"],
+              "plans_sha256": hashes["plans"], "scratch_trainer": scratch_trainer, "genesis_trainer": genesis_trainer,
+              "labels": scored, "labels_requested": labels, "tolerance_mm": tolerance,
+              "tolerance_requested": requested_tolerance, "test_images": os.path.abspath(test_images),
+              "test_labels": os.path.abspath(test_labels), "test_cases": test_set.cases,
+              "num_test_cases": len(test_set.cases), "test_set": test_set.fingerprint(), "validation_cases": val_cases,
+              "pretraining_record": record}
     study = {"config": config, "runs": results, "summary": summary}
-    write_json_atomic(study, os.path.join(out_dir, "study.json"))
-    write_text_atomic(format_study_markdown(summary, config), os.path.join(out_dir, "study.md"))
-    plot_study(summary, os.path.join(out_dir, "study.png"),
-               "%s: scratch vs Genesis, %d seeds, %d test cases" % (task_name, len(seeds), len(test_cases)))
+    write_study_outputs(study, out_dir, "%s: scratch vs Genesis, %d seeds, %d test cases"
+                        % (task_name, len(seeds), len(test_set.cases)))
     return study

@@ -21,7 +21,6 @@ LAYERS = ("competition", "evaluation", "nnunet_genesis")
 LINE_LIMIT = 400
 LONG_MODULES = {   # path: the one idea that keeps it in one file (also in the module map, docs/architecture.md)
     "nnunet_genesis/transforms.py": "the Models Genesis distortions as batchgenerators transforms",
-    "competition/study.py": "the benefit study (Genesis vs scratch, same budget)",
     "evaluation/evaluate.py": "scoring a folder of predictions against references",
     "competition/submission.py": "building and validating the Decathlon submission",
 }

@@ -182,6 +182,15 @@ def demo_main(argv=None):
     return 0
 
 
+def _study_backend(args) -> dict:
+    """run_study's backend for --nnunet (v2: with the configuration and plans)."""
+    if args.nnunet == 1:
+        return {}
+    from functools import partial
+    from competition.study_nnunet_v2 import NnUNetV2
+    return {"backend": partial(NnUNetV2, configuration=args.configuration, plans=args.plans)}
+
+
 @command("nnUNet_genesis_study")
 def study_main(argv=None):
     """nnUNet_genesis_study: scratch vs Genesis fine-tuning at several labelled-case counts and seeds
@@ -199,25 +208,32 @@ def study_main(argv=None):
                     "folders inside -o: your splits are never changed. Running it again resumes, reusing only "
                     "results whose recorded inputs (weights, plans, test images and labels, -l, --tolerance) "
                     "are unchanged.")
-    parser.add_argument("-t", "--task", required=True, help="planned target task, id or name")
+    parser.add_argument("-t", "--task", required=True, help="planned target task, id or name (with --nnunet 2: a "
+                        "dataset id or DatasetXXX_Name planned with nnUNetv2_plan_and_preprocess)")
     parser.add_argument("-w", "--weights", required=True, help="pretrained weights (e.g. a GenesisPretrain run's "
-                        "model_final_checkpoint.model)")
+                        "model_final_checkpoint.model or v2 checkpoint_final.pth, or a published Models Genesis file)")
+    parser.add_argument("--nnunet", type=int, choices=[1, 2], default=1, help="nnU-Net version of the task and of the "
+                        "commands (default 1; 2: nnUNetv2_train / nnUNetv2_predict)")
+    parser.add_argument("-c", "--configuration", help="with --nnunet 2: the configuration (default 3d_fullres)")
+    parser.add_argument("-p", "--plans", help="with --nnunet 2: the plans identifier (default nnUNetPlans)")
     parser.add_argument("-o", "--output", required=True, help="study folder (created; resumed when it exists)")
     parser.add_argument("--test_labels", required=True, help="folder of the held-out test cases' label maps, one "
                         "per test image, named like its case (CASE.nii.gz)")
     parser.add_argument("--test_images", help="nnU-Net-format test images (CASE_0000.nii.gz); default: the task's "
-                        "imagesTs in $nnUNet_raw_data_base")
+                        "imagesTs in $nnUNet_raw_data_base (v2: $nnUNet_raw)")
     parser.add_argument("-f", "--fold", type=int, default=0, help="fold whose training cases are drawn from and "
                         "whose validation cases validate every run (default 0)")
     parser.add_argument("--counts", nargs="+", default=["2", "4", "all"], help="labelled-case counts (default 2 4 all)")
     parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"], help="seeds, integers >= 0 (default 0 1 2); "
                         "the seed is the unit of the statistics: use 5 or more for a test that can reach p < 0.05")
-    parser.add_argument("--scratch_trainer", default="nnUNetTrainerV2")
-    parser.add_argument("--genesis_trainer", default="nnUNetTrainerV2_Genesis")
+    parser.add_argument("--scratch_trainer", help="default nnUNetTrainerV2 (v2: nnUNetTrainer)")
+    parser.add_argument("--genesis_trainer", help="default nnUNetTrainerV2_Genesis (v2: nnUNetTrainer_Genesis)")
     parser.add_argument("-l", "--labels", nargs="+", type=int, help="labels to score (default: every foreground "
                         "label of the task's dataset.json)")
     parser.add_argument("--tolerance", type=float, help="NSD tolerance in mm (evaluation; default 2)")
     args = parser.parse_args(argv)
+    if args.nnunet == 1 and (args.configuration or args.plans):
+        parser.error("-c/--configuration and -p/--plans are for --nnunet 2; the v1 study trains 3d_fullres")
     # the weights are read once here, before hours of training: a missing, damaged or NaN checkpoint is
     # bad input now, not a failure of the first Genesis run after the scratch runs
     from nnunet_genesis.checkpoints import CheckpointError, load_state_dict_from_checkpoint
@@ -229,7 +245,8 @@ def study_main(argv=None):
     try:
         study = run_study(args.task, args.weights, args.output, args.test_images, args.test_labels, fold=args.fold,
                           counts=args.counts, seeds=args.seeds, scratch_trainer=args.scratch_trainer,
-                          genesis_trainer=args.genesis_trainer, labels=args.labels, tolerance_mm=args.tolerance)
+                          genesis_trainer=args.genesis_trainer, labels=args.labels, tolerance_mm=args.tolerance,
+                          **_study_backend(args))
     except (StepFailed, WriteError) as error:
         print("nnUNet_genesis_study: %s" % error, file=sys.stderr)
         return 1

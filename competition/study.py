@@ -9,7 +9,8 @@ The design (the Models Genesis paper's low-label figure; asked for by nnU-Net's 
   ``numpy.random.default_rng([s, n])`` (``n = all`` takes every training case), with the same
   trainer budget and schedule; the Genesis arm adds ``-pretrained_weights``.
 * **The user's splits are never changed.** The study works in its own nnU-Net folders inside ``OUT``
-  (``competition/study_nnunet_v1.py``, the one module that knows nnU-Net v1's commands and folders).
+  (``competition/study_nnunet_v1.py``, the one module that knows nnU-Net v1's commands and folders;
+  ``competition/study_nnunet_v2.py`` for v2's ``nnUNetv2_train`` / ``nnUNetv2_predict``, ``backend=``).
 * **Held-out test cases only.** Every run predicts the test images (no test-time augmentation, the
   same for both arms) and is scored against the test labels (``evaluation.evaluate``, the task's labels
   or ``-l``); nothing is chosen on them.
@@ -263,11 +264,13 @@ def per_case_mean_dice(per_case_csv: str, labels: Sequence[int]) -> Dict[str, fl
 
 def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str], test_labels: str,
               fold: int = 0, counts: Sequence[str] = ("2", "4", ALL), seeds: Sequence[int] = (0, 1, 2),
-              scratch_trainer: str = "nnUNetTrainerV2", genesis_trainer: str = "nnUNetTrainerV2_Genesis",
+              scratch_trainer: Optional[str] = None, genesis_trainer: Optional[str] = None,
               labels: Optional[Sequence[int]] = None, tolerance_mm: Optional[float] = None,
               env: Optional[Dict[str, str]] = None, console=None, backend=NnUNetV1,
               read_pretraining_record: Optional[Callable[[str], Optional[dict]]] = None) -> dict:
-    """Run (or resume) the study; returns the contents of study.json. See the module docstring."""
+    """Run (or resume) the study; returns the contents of study.json. See the module docstring. ``backend``
+    makes the version's seam from (env, out_dir): NnUNetV1, or e.g. partial(NnUNetV2, configuration=...);
+    the trainers default to the backend's."""
     from tqdm import tqdm
     from evaluation.evaluate import EvaluationError, resolve_tolerance
     env = dict(os.environ if env is None else env)
@@ -278,12 +281,13 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
 
     # ---- everything checkable before the first training
     counts, seeds = check_counts(counts), check_seeds(seeds)
-    check_trainers(scratch_trainer, genesis_trainer)
     requested_tolerance = check_tolerance(tolerance_mm)
     if not os.path.isfile(weights):
         raise StudyError("%s: pretrained weights file does not exist" % weights)
     out_dir = os.path.abspath(out_dir)
     nn = backend(env, out_dir)
+    scratch_trainer, genesis_trainer = scratch_trainer or nn.scratch_trainer, genesis_trainer or nn.genesis_trainer
+    check_trainers(scratch_trainer, genesis_trainer)
     task_dir = nn.find_task(task)
     task_name = os.path.basename(task_dir)
     task_labels = nn.labels(task_dir)

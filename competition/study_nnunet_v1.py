@@ -1,5 +1,6 @@
-"""The study's seam to nnU-Net v1: everything the study needs to know about one nnU-Net version, in one
-object (:class:`NnUNetV1`). A v2 backend offers the same attributes and methods beside it.
+"""The study's seam to nnU-Net v1: everything the study needs to know about nnU-Net v1, in one object
+(:class:`NnUNetV1`, on the logic both versions share: ``competition/study_backend.py``; v2's is
+``competition/study_nnunet_v2.py``).
 
 * the task: its folder, plans file, training cases, labels and modalities (``dataset.json``), the user's
   fold (``splits_final.pkl``, or nnU-Net's own default split, ``nnUNetTrainer.do_split``);
@@ -17,23 +18,20 @@ What the study asks of a backend (``competition/study.py``; a v2 backend offers 
 ``train_command(task, trainer, fold_index, weights or None, resume)``,
 ``predict_command(images, out, task, trainer, fold_index)``, ``validation_dice(fold_dir)``.
 """
-import json
 import os
 import re
-import sys
-from dataclasses import replace
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from competition.study_backend import StudyBackend
 from competition.study_inputs import StudyError
 from nnunet_genesis import safe_pickle
-from nnunet_genesis.atomic import make_dirs, write_pickle_atomic
+from nnunet_genesis.atomic import write_pickle_atomic
 from nnunet_genesis.nnunet_v1 import layout
 
 NETWORK = "3d_fullres"   # the configuration every run trains and predicts with
 SPLITS_FILE = "splits_final.pkl"
-MIN_CASES_DEFAULT_SPLIT = 5   # nnU-Net v1's default split is KFold(n_splits=5)
 
 
 def nnunet_default_splits(case_ids: Sequence[str]) -> List[dict]:
@@ -47,55 +45,30 @@ def nnunet_default_splits(case_ids: Sequence[str]) -> List[dict]:
     return splits
 
 
-class NnUNetV1:
+class NnUNetV1(StudyBackend):
     name = "nnU-Net v1"
     network = NETWORK
+    results_variable = layout.RESULTS_VARIABLE
+    splits_file = SPLITS_FILE
+    final_checkpoint = layout.FINAL_CHECKPOINT
+    latest_checkpoint = "model_latest.model"
+    validation_summary = os.path.join("validation_raw", "summary.json")
     epoch_done = re.compile(r"This epoch took")  # nnU-Net v1 logs it after every finished epoch
-    image_suffix = ".nii.gz"
-
-    def __init__(self, env: Dict[str, str], out_dir: str):
-        self.env, self.out_dir = env, out_dir
-        if not env.get(layout.PREPROCESSED_VARIABLE):
-            raise StudyError("environment variable %s is not set: nnU-Net does not know where its folders are"
-                             % layout.PREPROCESSED_VARIABLE)
-        self.preprocessed = env[layout.PREPROCESSED_VARIABLE]
-        self.bin_dir = os.path.dirname(sys.executable)
+    scratch_trainer, genesis_trainer = "nnUNetTrainerV2", "nnUNetTrainerV2_Genesis"
 
     # ------------------------------------------------------------------------------------------ the task
-    def find_task(self, task) -> str:
-        """The planned task's folder for an id or a TaskNNN_Name."""
-        text = str(task)
-        if not os.path.isdir(self.preprocessed):
-            raise StudyError("%s (%s) is not a folder" % (self.preprocessed, layout.PREPROCESSED_VARIABLE))
-        planned = sorted(d for d in os.listdir(self.preprocessed) if d.startswith("Task"))
-        if layout.is_task_name(text):
-            name = text
-        elif text.isdigit():
-            matches = [d for d in planned if d.startswith(layout.task_prefix(text))]
-            if len(matches) != 1:
-                raise StudyError("task id %s: %d planned task(s) in %s%s" % (
-                    text, len(matches), self.preprocessed, " (%s)" % ", ".join(matches) if matches else ""))
-            name = matches[0]
-        else:
-            raise StudyError("task %r is neither a task id nor a TaskNNN_Name" % text)
-        task_dir = os.path.join(self.preprocessed, name)
-        if not os.path.isdir(task_dir):
-            raise StudyError("no planned task %s in %s (planned: %s)" % (name, self.preprocessed,
-                                                                          ", ".join(planned) or "none"))
+    def is_task_name(self, text: str) -> bool:
+        return layout.is_task_name(text)
+
+    def task_prefix(self, task_id: str) -> str:
+        return layout.task_prefix(task_id)
+
+    def check_planned(self, task_dir: str) -> None:
         if not os.path.isfile(self.plans_file(task_dir)):
             raise StudyError("%s: no 3D plans (run nnUNet_plan_and_preprocess first)" % task_dir)
-        return task_dir
 
     def plans_file(self, task_dir: str) -> str:
         return layout.plans_file(task_dir)
-
-    def dataset(self, task_dir: str) -> dict:
-        path = os.path.join(task_dir, "dataset.json")
-        try:
-            with open(path) as f:
-                return json.load(f)
-        except (OSError, ValueError) as error:
-            raise StudyError("%s cannot be read (%s)" % (path, error)) from None
 
     def training_cases(self, task_dir: str) -> List[str]:
         return sorted(os.path.basename(e["image"]).split(".nii")[0] for e in self.dataset(task_dir)["training"])
@@ -114,80 +87,20 @@ class NnUNetV1:
                              % layout.RAW_BASE_VARIABLE)
         return os.path.join(self.env[layout.RAW_BASE_VARIABLE], layout.RAW_DATA_FOLDER, task_name, "imagesTs")
 
-    def user_fold(self, task_dir: str, fold: int):
-        """(train cases, val cases, where they came from) of ``fold`` in the user's splits, or nnU-Net's
-        default split when the task has none (which needs at least 5 training cases)."""
-        splits_file = os.path.join(task_dir, SPLITS_FILE)
-        if os.path.isfile(splits_file):
-            try:
-                splits = safe_pickle.load(splits_file)
-                folds = [([str(c) for c in s["train"]], [str(c) for c in s["val"]]) for s in splits]
-            except (safe_pickle.UnsafePickleError, KeyError, TypeError, ValueError) as error:
-                raise StudyError("%s is not an nnU-Net splits file (%s)" % (splits_file, error)) from None
-            source = splits_file
-        else:
-            ids = self.training_cases(task_dir)
-            if len(ids) < MIN_CASES_DEFAULT_SPLIT:
-                raise StudyError(
-                    "%s has %d training case(s) and no %s: nnU-Net's default 5-fold split needs at least %d; "
-                    "write a %s (a list of {'train': [...], 'val': [...]}) into %s" % (
-                        task_dir, len(ids), SPLITS_FILE, MIN_CASES_DEFAULT_SPLIT, SPLITS_FILE, task_dir))
-            folds = [([str(c) for c in s["train"]], [str(c) for c in s["val"]]) for s in nnunet_default_splits(ids)]
-            source = "nnU-Net's default 5-fold split (%s does not exist)" % splits_file
-        if not 0 <= fold < len(folds):
-            raise StudyError("%s: fold %d does not exist (%d folds)" % (source, fold, len(folds)))
-        return folds[fold][0], folds[fold][1], source
+    def read_splits(self, path: str) -> list:
+        return safe_pickle.load(path)
 
-    # ------------------------------------------------------------------------------------------ the workspace
-    def study_env(self) -> Dict[str, str]:
-        return dict(self.env, **{layout.PREPROCESSED_VARIABLE: os.path.join(self.out_dir, "nnUNet_preprocessed"),
-                                 layout.RESULTS_VARIABLE: os.path.join(self.out_dir, "nnUNet_results")})
+    def write_splits(self, splits: List[dict], path: str) -> None:
+        """As nnU-Net v1 writes them (``nnUNetTrainer.do_split``): numpy arrays of case ids, pickled."""
+        write_pickle_atomic([dict(s, train=np.array(s["train"]), val=np.array(s["val"])) for s in splits], path)
 
-    def build_workspace(self, task_dir: str, runs: Sequence, val_cases: Sequence[str]) -> List:
-        """Links to the user's task files and the study's own ``splits_final.pkl`` with one fold per
-        (count, seed). A study folder grows: a re-run with more counts or seeds keeps every fold it has
-        (same index, same cases) and appends the new ones. Returns ``runs`` with their fold indices."""
-        task = os.path.basename(os.path.normpath(task_dir))
-        study_task = make_dirs(os.path.join(self.out_dir, "nnUNet_preprocessed", task))
-        for entry in sorted(os.listdir(task_dir)):
-            link = os.path.join(study_task, entry)
-            if entry == SPLITS_FILE or os.path.lexists(link):
-                continue
-            os.symlink(os.path.abspath(os.path.join(task_dir, entry)), link)
-        path = os.path.join(study_task, SPLITS_FILE)
-        splits = safe_pickle.load(path) if os.path.isfile(path) else []
-        val = sorted(str(c) for c in val_cases)
-        if any([str(c) for c in split["val"]] != val for split in splits):
-            raise StudyError("%s validates on other cases (an earlier study of another fold): choose another "
-                             "output folder" % path)
-        # one fold per (count, seed), even where two subsets are equal ('all'): every seed trains anew
-        known = {(str(split.get("count")), int(split.get("seed", -1))): i for i, split in enumerate(splits)}
-        assigned = []
-        for run in runs:
-            key = (run.count, int(run.seed))
-            if key not in known:
-                known[key] = len(splits)
-                splits.append({"train": np.array(run.train_cases), "val": np.array(val), "count": run.count,
-                               "seed": int(run.seed)})
-            elif tuple(str(c) for c in splits[known[key]]["train"]) != tuple(run.train_cases):
-                raise StudyError("%s: fold %d (count %s, seed %d) holds other cases than this study draws (the "
-                                 "fold's training cases changed): choose another output folder"
-                                 % (path, known[key], run.count, run.seed))
-            assigned.append(replace(run, fold_index=known[key]))
-        write_pickle_atomic(splits, path)
-        return assigned
+    def default_splits(self, task_dir: str) -> List[dict]:
+        return nnunet_default_splits(self.training_cases(task_dir))
 
     # ------------------------------------------------------------------------------------------ runs
     def fold_dir(self, task_name: str, trainer: str, fold_index: int) -> str:
         results = os.path.join(self.out_dir, "nnUNet_results", layout.RESULTS_SUBFOLDER)
         return layout.fold_folder(results, NETWORK, task_name, trainer, fold_index)
-
-    def checkpoint(self, fold_dir: str) -> str:
-        return os.path.join(fold_dir, layout.FINAL_CHECKPOINT)
-
-    def started(self, fold_dir: str) -> bool:
-        """A training that can be continued (``-c``)."""
-        return os.path.isfile(os.path.join(fold_dir, "model_latest.model"))
 
     def train_command(self, task_name: str, trainer: str, fold_index: int, weights: Optional[str],
                       resume: bool) -> List[str]:
@@ -205,13 +118,6 @@ class NnUNetV1:
                 "-chk", os.path.splitext(layout.FINAL_CHECKPOINT)[0], "--num_threads_preprocessing", "1",
                 "--num_threads_nifti_save", "1"]
 
-    def validation_dice(self, fold_dir: str) -> float:
-        """Mean foreground Dice of nnU-Net's own end-of-training validation (``validation_raw/summary.json``):
-        what fine-tuning recipes are chosen on. NaN if absent."""
-        path = os.path.join(fold_dir, "validation_raw", "summary.json")
-        if not os.path.isfile(path):
-            return float("nan")
-        with open(path) as f:
-            mean = json.load(f)["results"]["mean"]
-        values = [float(v["Dice"]) for k, v in mean.items() if str(k) != "0" and "Dice" in v]
-        return float(np.mean(values)) if values else float("nan")
+    def validation_means(self, summary: dict) -> List[float]:
+        """nnU-Net v1's ``validation_raw/summary.json``: ``results.mean`` per label."""
+        return [float(v["Dice"]) for k, v in summary["results"]["mean"].items() if str(k) != "0" and "Dice" in v]

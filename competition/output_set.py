@@ -1,56 +1,27 @@
-"""An output set (several files that belong together, e.g. study.json, study.md, study.png) written as a
-whole, with a manifest written last.
+"""The study's output set with a manifest: ``study.json``, ``study.md``, ``study.png`` written as one set
+(``nnunet_genesis.atomic.OutputSet``: every member to a temporary sibling first, then all renamed into place;
+a failure while writing leaves every old member as it was), then the manifest (``{member: sha256}``) written
+last, atomically.
 
-``write_output_set(folder, writers, manifest)``:
-
-1. every member is written to a temporary sibling (``.NAME.set.tmp``) first; a failure here (full disk,
-   ``ulimit -f``, a plotting error) removes the temporaries and leaves every old member and the old
-   manifest as they were: **all old**;
-2. only when all are written, each temporary is renamed over its member (``os.replace``, atomic per file
-   within one folder; renames do not write data, so the write limits that break step 1 cannot break it);
-3. the manifest (``{member: sha256}``) is written last, atomically (``nnunet_genesis.atomic``): **all new**.
-
-A crash between the renames of step 2 (a killed process, a power cut) would leave old and new members
-side by side; the manifest then no longer matches, which :func:`set_problems` reports and the next
-write repairs. Readers that need a consistent set call :func:`set_problems` first.
-
-This is the study's own small helper; a generic one for every command is planned for
-``nnunet_genesis/atomic.py`` (they should become one).
+A crash between the renames (a killed process, a power cut) would leave old and new members side by side;
+the manifest then no longer matches, which :func:`set_problems` reports and the next write repairs. Readers
+that need a consistent set call :func:`set_problems` first. :func:`replace_folder` swaps a step's whole
+output folder (a prediction, an evaluation) into place.
 """
 import os
 from typing import Callable, Dict, List
 
-from nnunet_genesis.atomic import WriteError, _cause, write_json_atomic
+from nnunet_genesis.atomic import output_set, write_json_atomic
 from nnunet_genesis.fingerprint import file_sha256
 
 
-def _temporary(folder: str, name: str) -> str:
-    stem, ext = name.split(".", 1) if "." in name else (name, "")
-    return os.path.join(folder, ".%s.set.tmp%s" % (stem, "." + ext if ext else ""))   # keeps the extension
-
-
 def write_output_set(folder: str, writers: Dict[str, Callable[[str], None]], manifest: str) -> List[str]:
-    """Write each member ``name`` with ``writers[name](temporary path)``, then rename them all into place,
-    then the manifest. Returns the members' paths. WriteError (naming the member) when a member cannot
-    be written: then nothing in ``folder`` has changed."""
-    temporaries = {name: _temporary(folder, name) for name in writers}
-    try:
+    """Write each member ``name`` with ``writers[name](temporary path)``, rename them all into place, then
+    write the manifest. Returns the members' paths. WriteError (naming the member) when a member cannot be
+    written: then nothing in ``folder`` has changed."""
+    with output_set(folder) as files:
         for name, write in writers.items():
-            try:
-                write(temporaries[name])
-            except WriteError:
-                raise
-            except OSError as error:
-                raise WriteError(os.path.join(folder, name), _cause(error, temporaries[name]), error.errno) from error
-        for name in writers:
-            os.replace(temporaries[name], os.path.join(folder, name))
-    finally:
-        for tmp in temporaries.values():
-            if os.path.lexists(tmp):
-                try:
-                    os.remove(tmp)
-                except OSError:
-                    pass
+            files.write(name, write)
     digests = {name: file_sha256(os.path.join(folder, name)) for name in writers}
     write_json_atomic({"members": digests, "written_last": True}, os.path.join(folder, manifest))
     return [os.path.join(folder, name) for name in writers]

@@ -25,20 +25,12 @@ MANIFEST = "study_manifest.json"
 NO_RECORD = "unknown (no pretraining record)"
 
 
-def _default_record_reader() -> Optional[Callable[[str], Optional[dict]]]:
-    try:
-        from nnunet_genesis.pretraining_record import read_record   # written on another branch
-    except ImportError:
-        return None
-    return read_record
-
-
 def pretraining_verdict(weights: str, read_record: Optional[Callable[[str], Optional[dict]]] = None) -> dict:
     """{"verdict", "reasons", "text"} of the weights' own pretraining record: ``read_record(weights)``
     returns {"verdict": "learned" | "not learned" | "unknown", "reasons": [...]} or None (no record).
-    ``read_record`` None: ``nnunet_genesis.pretraining_record.read_record`` where it exists."""
-    reader = read_record or _default_record_reader()
-    record = reader(weights) if reader is not None else None
+    ``read_record`` None: ``nnunet_genesis.pretraining_record.read_record``."""
+    from nnunet_genesis.pretraining_record import read_record as read_own_record
+    record = (read_record or read_own_record)(weights)
     if not record:
         return {"verdict": "unknown", "reasons": [], "text": NO_RECORD}
     verdict, reasons = str(record.get("verdict", "unknown")), [str(r) for r in record.get("reasons", [])]

@@ -10,7 +10,7 @@ the held-out test labels in ``labelsTs/``, and ``DIR/TaskNN_Name_unlabelled/``: 
 * ``Task61_DeepGrey`` (MRI, cases smaller than nnU-Net's patch, like Task04_Hippocampus): 1-mm crops around the
   left or right striatum; label 1 caudate, 2 putamen (AAL atlas propagated from Colin27).
 * ``Task62_HeadCT`` (CT in HU): crops of a real head CT; label 1 bone (HU >= 300), 2 intracranial soft tissue.
-* ``Task63_WholeHead`` (MRI, whole heads at 1 mm, much larger than the patch): label 1 cerebrum and brainstem,
+* ``Task63_WholeHead`` (MRI, whole heads at 1 mm, larger than the patch): label 1 cerebrum and brainstem,
   2 cerebellum.
 
 Sources, and how to install them (Debian packages as root, Python wheels into the venv; the wheels are only
@@ -20,181 +20,29 @@ with nnU-Net):
     apt-get update && apt-get install -y mricron-data invesalius-examples insighttoolkit5-examples
     pip install --no-deps nilearn nimare pydeface
 
-Deterministic: registrations run single-threaded with regular (not random) metric sampling; crop positions
-come from fixed tables. Every file is written atomically (nnunet_genesis/atomic.py).
+Sources, grids, registration and readers live in benchmarks/real_tasks_sources.py. Deterministic:
+registrations run single-threaded with regular (not random) metric sampling; crop positions come from fixed
+tables and generators seeded by the case name. Every file is written atomically (nnunet_genesis/atomic.py).
 """
 import argparse
-import importlib.util
-import json
 import os
 import shutil
 import sys
-import zlib
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 from tqdm import tqdm
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from nnunet_genesis.atomic import atomic_write, make_dirs, write_json_atomic  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
+from real_tasks_sources import (MRICRON, SourceMissing, array, canonical, case_rng, crop, fill_holes,  # noqa: E402
+                                image_like, largest_component, load_head, load_head_ct, mri_sources, pitched,
+                                read, slicewise_fill, system_file, write_image)
+from nnunet_genesis.atomic import make_dirs, write_json_atomic  # noqa: E402
 
-MRICRON = "/usr/share/mricron/templates"
-ITK_DATA = "/usr/share/doc/insighttoolkit5-examples/examples/Data"
-INVESALIUS = "/usr/share/doc/invesalius-examples/examples/Cranium.inv3"
 CAUDATE, PUTAMEN = {"L": 71, "R": 72}, {"L": 73, "R": 74}      # AAL label values (aal.nii.txt)
 CEREBELLUM = range(91, 117)                                   # AAL 91-108 cerebellar lobules, 109-116 vermis
-
-
-class SourceMissing(Exception):
-    pass
-
-
-def package_file(package, *parts):
-    """A data file inside an installed wheel, found without importing the package."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise SourceMissing("package %s is not installed (pip install --no-deps %s)" % (package, package))
-    path = os.path.join(list(spec.submodule_search_locations)[0], *parts)
-    if not os.path.isfile(path):
-        raise SourceMissing("%s: not found in the installed %s" % (path, package))
-    return path
-
-
-def system_file(path, debian_package):
-    if not os.path.isfile(path):
-        raise SourceMissing("%s: not found (apt-get install %s)" % (path, debian_package))
-    return path
-
-
-def read(path, pixel=sitk.sitkFloat32):
-    return sitk.ReadImage(path, pixel)
-
-
-def write_image(image, path):
-    atomic_write(path, lambda tmp: sitk.WriteImage(image, tmp, True))
-
-
-# ----------------------------------------------------------------------------------------------------------
-# grids and registration
-
-def canonical(image, spacing, interpolator=sitk.sitkLinear):
-    """``image`` resampled onto an axis-aligned grid (identity direction) of ``spacing`` mm covering it."""
-    size = np.array(image.GetSize())
-    corners = [image.TransformContinuousIndexToPhysicalPoint([float(c) for c in np.array(bits) * (size - 1)])
-               for bits in np.ndindex(2, 2, 2)]
-    low, high = np.min(corners, 0), np.max(corners, 0)
-    spacing = np.broadcast_to(np.asarray(spacing, float), (3,))
-    new_size = [int(n) for n in np.floor((high - low) / spacing) + 1]
-    if interpolator != sitk.sitkNearestNeighbor and min(image.GetSpacing()) < 0.75 * spacing.min():
-        image = sitk.SmoothingRecursiveGaussian(image, [0.4 * float(s) for s in spacing])  # anti-alias
-    return sitk.Resample(image, new_size, sitk.Transform(), interpolator, tuple(low), tuple(spacing),
-                         (1, 0, 0, 0, 1, 0, 0, 0, 1), 0.0, image.GetPixelID())
-
-
-def affine_registration(fixed, moving):
-    """Affine transform mapping ``fixed`` points into ``moving`` (Mattes mutual information, 3 levels)."""
-    shrink = lambda im: sitk.Shrink(im, [2 if s < 1.5 else 1 for s in im.GetSpacing()])  # noqa: E731
-    f, m = shrink(fixed), shrink(moving)
-    initial = sitk.CenteredTransformInitializer(f, m, sitk.AffineTransform(3),
-                                                sitk.CenteredTransformInitializerFilter.MOMENTS)
-    method = sitk.ImageRegistrationMethod()
-    method.SetMetricAsMattesMutualInformation(32)
-    method.SetMetricSamplingStrategy(method.REGULAR)
-    method.SetMetricSamplingPercentage(0.25, 1)
-    method.SetInterpolator(sitk.sitkLinear)
-    method.SetOptimizerAsRegularStepGradientDescent(1.0, 1e-4, 200, relaxationFactor=0.6)
-    method.SetOptimizerScalesFromPhysicalShift()
-    method.SetShrinkFactorsPerLevel([4, 2, 1])
-    method.SetSmoothingSigmasPerLevel([2, 1, 0])
-    method.SetInitialTransform(initial, inPlace=False)
-    return method.Execute(f, m)
-
-
-def array(image):
-    """(x, y, z) numpy view of a SimpleITK image (SimpleITK's own order is z, y, x)."""
-    return np.transpose(sitk.GetArrayFromImage(image), (2, 1, 0))
-
-
-def image_like(data, reference, origin_index=(0, 0, 0)):
-    """(x, y, z) array as an image on ``reference``'s grid, starting at ``origin_index`` of it."""
-    out = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(data, (2, 1, 0))))
-    out.SetSpacing(reference.GetSpacing())
-    out.SetDirection(reference.GetDirection())
-    out.SetOrigin(tuple(np.asarray(reference.GetOrigin()) + np.asarray(reference.GetDirection()).reshape(3, 3)
-                        @ (np.asarray(origin_index, float) * reference.GetSpacing())))
-    return out
-
-
-def fill_holes(mask):
-    return ndimage.binary_fill_holes(mask)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# MRI heads: each on a 1-mm canonical grid, with the AAL atlas propagated from Colin27 and a brain mask
-
-def mri_sources():
-    """(name, subject, T1 path, brain-mask rule) of every whole-head T1 used here."""
-    nilearn = lambda f: package_file("nilearn", "datasets", "data", f)  # noqa: E731
-    return [
-        ("colin27hr", "colin27", system_file(MRICRON + "/ch2better.nii.gz", "mricron-data"), "nonzero"),
-        ("colin27", "colin27", system_file(MRICRON + "/ch2.nii.gz", "mricron-data"), "colin"),
-        ("mni2009a", "mni2009a", nilearn("mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"), "nonzero"),
-        ("mni6asym", "mni6asym", package_file("nimare", "resources", "templates",
-                                              "tpl-MNI152NLin6Asym_res-01_T1w.nii.gz"), "mni6asym"),
-        ("pydefacemean", "pydefacemean", package_file("pydeface", "data", "mean_reg2mean.nii.gz"), "colin"),
-        ("itkt1", "itkt1", system_file(ITK_DATA + "/KmeansTest_T1UCharRaw.nii.gz", "insighttoolkit5-examples"),
-         "itk"),
-    ]
-
-
-def brain_mask(rule, grid, atlas_transform):
-    """The brain: the non-zero region of an image that ships brain-extracted (colin27hr, mni2009a), the
-    source's own mask where it ships one, else Colin27's (ch2bet) propagated; closed and hole-filled."""
-    def own(path):
-        return array(sitk.Resample(read(path), grid, sitk.Transform(), sitk.sitkLinear, 0.0))
-    if rule == "nonzero":
-        t1 = array(grid)
-        mask = t1 > 0.01 * np.percentile(t1, 99)
-    elif rule == "mni6asym":
-        mask = own(package_file("nimare", "resources", "templates",
-                                "tpl-MNI152NLin6Asym_res-01_desc-brain_mask.nii.gz")) > 0.5
-    elif rule == "itk":
-        mask = own(system_file(ITK_DATA + "/KmeansTest_T1RawSkullStrip.nii.gz", "insighttoolkit5-examples")) > 0.5
-    else:
-        bet = read(system_file(MRICRON + "/ch2bet.nii.gz", "mricron-data"))
-        mask = array(sitk.Resample(bet, grid, atlas_transform, sitk.sitkLinear, 0.0)) > 0.5
-    mask = ndimage.binary_closing(ndimage.binary_opening(mask, iterations=1), iterations=2)
-    return fill_holes(largest_component(mask))
-
-
-def load_head(source):
-    """One source on a 1-mm canonical grid: dict(name, subject, grid image, t1, aal, brain)."""
-    name, subject, path, rule = source
-    grid = canonical(read(path), 1.0)
-    colin = read(system_file(MRICRON + "/ch2.nii.gz", "mricron-data"))
-    transform = sitk.Transform() if name == "colin27" else affine_registration(grid, colin)
-    aal = read(system_file(MRICRON + "/aal.nii.gz", "mricron-data"), sitk.sitkUInt8)
-    atlas = array(sitk.Resample(aal, grid, transform, sitk.sitkNearestNeighbor, 0))
-    t1 = array(grid).astype(np.float32)
-    return dict(name=name, subject=subject, grid=grid, t1=t1, aal=atlas,
-                brain=brain_mask(rule, grid, transform))
-
-
-def crop(data, start, size):
-    """``data[start:start+size]`` with zero padding where the box leaves the volume."""
-    out = np.zeros(tuple(int(s) for s in size), data.dtype)
-    lo = np.maximum(start, 0)
-    hi = np.minimum(np.asarray(start) + size, data.shape)
-    if np.any(hi <= lo):
-        return out
-    dst = tuple(slice(int(a - s), int(b - s)) for a, b, s in zip(lo, hi, start))
-    out[dst] = data[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))]
-    return out
-
-
-def case_rng(case):
-    return np.random.default_rng(zlib.crc32(case.encode()))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -243,7 +91,7 @@ def deepgrey_cases(heads):
 # Task63_WholeHead: whole heads at 1-1.3 mm, much larger than the patch
 
 WHOLEHEAD_TEST = ("mni6asym", "mni2009a")       # one whole head, one brain-extracted template
-WHOLEHEAD_VARIANTS = ((1.0, False), (1.0, True), (1.3, False), (1.3, True))   # (spacing mm, mirrored)
+WHOLEHEAD_VARIANTS = ((0, False), (0, True), (8, False), (-8, True))   # (head pitch in degrees, mirrored)
 
 
 def wholehead_labels(head):
@@ -266,33 +114,23 @@ def wholehead_cases(heads):
         slices = tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
         image = image_like(t1[slices], head["grid"], start)
         label_image = image_like(labels[slices], head["grid"], start)
-        for k, (spacing, mirrored) in enumerate(WHOLEHEAD_VARIANTS):
+        for k, (degrees, mirrored) in enumerate(WHOLEHEAD_VARIANTS):
             case = "wholehead_%s_v%d" % (head["name"], k)
-            im = canonical(image, spacing)
-            lab = canonical(label_image, spacing, sitk.sitkNearestNeighbor)
+            im = canonical(pitched(image, degrees), 1.0)
+            lab = canonical(pitched(label_image, degrees), 1.0, sitk.sitkNearestNeighbor)
             im_a, lab_a = array(im), array(lab)
             if mirrored:                                # left-right mirror image (labels are not lateralised)
                 im_a, lab_a = im_a[::-1], lab_a[::-1]
             yield case, split, im_a, lab_a, im, (0, 0, 0)
+    extras = (("colin27bet", MRICRON + "/ch2bet.nii.gz"), ("inia19macaque", MRICRON + "/inia19-t1-brain.nii.gz"))
+    for name, path in extras:
+        grid = canonical(read(system_file(path, "mricron-data")), 1.0)      # unlabelled brains, for pretraining
+        yield "wholehead_%s_extra" % name, "unlabelled", array(grid), None, grid, (0, 0, 0)
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Task62_HeadCT: crops of one real head CT (HU); training crops from one side of the head, test crops from
 # the other, no voxel shared
-
-def load_head_ct():
-    """InVesalius's example project (ProMED CT 0051): int16 HU volume, spacing from its main.plist."""
-    import plistlib
-    import tarfile
-    with tarfile.open(system_file(INVESALIUS, "invesalius-examples")) as archive:
-        members = {os.path.basename(m.name): m for m in archive.getmembers() if m.isfile()}
-        info = plistlib.loads(archive.extractfile(members["main.plist"]).read())
-        matrix = info["matrix"]
-        raw = archive.extractfile(members[matrix["filename"]]).read()
-    data = np.frombuffer(raw, dtype=matrix["dtype"]).reshape(matrix["shape"])   # (z, y, x)
-    if info.get("modality") != "CT":
-        raise SourceMissing("%s: modality %r, not CT" % (INVESALIUS, info.get("modality")))
-    return np.ascontiguousarray(np.transpose(data, (2, 1, 0))), tuple(float(s) for s in info["spacing"])
 
 
 def head_ct_labels(hu):
@@ -313,15 +151,6 @@ def head_ct_labels(hu):
     labels = bone.astype(np.uint8)
     labels[brain] = 2
     return labels, body
-
-
-def largest_component(mask):
-    parts, n = ndimage.label(mask)
-    return parts == (1 + np.argmax(ndimage.sum(mask, parts, range(1, n + 1)))) if n > 1 else mask
-
-
-def slicewise_fill(mask):
-    return np.stack([fill_holes(mask[:, :, z]) for z in range(mask.shape[2])], 2)
 
 
 HEADCT_SIZE = np.array([64, 80, 40])
@@ -368,7 +197,7 @@ TASKS = {
                    description="crops of a real head CT in HU; bone and intracranial soft tissue"),
     "wholehead": dict(folder="Task63_WholeHead", modality="MRI", axis=0,
                       labels={"0": "background", "1": "cerebrum_brainstem", "2": "cerebellum"},
-                      description="whole-head T1 volumes at 1-1.3 mm (larger than the patch)"),
+                      description="whole-head T1 volumes at 1 mm (larger than the patch)"),
 }
 
 
@@ -380,13 +209,33 @@ def case_image(data, grid, start, spacing=None):
 
 
 def write_task(out, key, cases, overwrite):
-    """Writes the task under a temporary folder name, then renames it into place."""
+    """Writes the task under temporary folder names, then renames them into place; a failure removes them."""
     spec = TASKS[key]
-    final = {"task": os.path.join(out, spec["folder"]), "unlabelled": os.path.join(out, spec["folder"] + "_unlabelled")}
+    final = {"task": os.path.join(out, spec["folder"]),
+             "unlabelled": os.path.join(out, spec["folder"] + "_unlabelled")}
     for path in final.values():
         if os.path.exists(path) and not overwrite:
             raise SystemExit("%s exists: pass --overwrite to rebuild it" % path)
     partial = {k: os.path.join(out, "." + os.path.basename(v) + ".partial") for k, v in final.items()}
+    try:
+        result = write_cases(partial, spec, cases)
+    except BaseException:
+        for path in partial.values():
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    for k in ("task", "unlabelled"):
+        if os.path.exists(final[k]):
+            old = partial[k] + ".old"
+            os.replace(final[k], old)
+            os.replace(partial[k], final[k])
+            shutil.rmtree(old)
+        else:
+            os.replace(partial[k], final[k])
+    result["folder"] = final["task"]
+    return result
+
+
+def write_cases(partial, spec, cases):
     for path in partial.values():
         shutil.rmtree(path, ignore_errors=True)
     for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
@@ -419,15 +268,7 @@ def write_task(out, key, cases, overwrite):
         "test": ["./imagesTs/" + n for n in listing["test"]],
     }
     write_json_atomic(dataset, os.path.join(partial["task"], "dataset.json"))
-    for k in ("task", "unlabelled"):
-        if os.path.exists(final[k]):
-            old = partial[k] + ".old"
-            os.replace(final[k], old)
-            os.replace(partial[k], final[k])
-            shutil.rmtree(old)
-        else:
-            os.replace(partial[k], final[k])
-    return dict(shapes=shapes, spacings=spacings, previews=previews, folder=final["task"])
+    return dict(shapes=shapes, spacings=spacings, previews=previews)
 
 
 def preview_slice(data, labels, axis):

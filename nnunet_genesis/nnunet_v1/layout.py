@@ -56,14 +56,17 @@ class NnUNetFolders:
     preprocessed: Optional[str]   # $nnUNet_preprocessed
     results: Optional[str]        # $RESULTS_FOLDER/nnUNet
 
+    def task_parents(self) -> List[str]:
+        """The folders that hold task folders: raw, cropped, preprocessed and each network's results folder."""
+        return [p for p in [self.raw, self.cropped, self.preprocessed] +
+                ([os.path.join(self.results, n) for n in NETWORKS] if self.results else []) if p]
+
     def task_folders(self, task_id) -> List[str]:
         """Every folder named Task<task_id:03d>_* that nnU-Net's id lookup would see (convert_id_to_task_name
         searches the raw, cropped, preprocessed and every network's results folder)."""
         prefix = task_prefix(task_id)
-        parents = [self.raw, self.cropped, self.preprocessed] + \
-            ([os.path.join(self.results, n) for n in NETWORKS] if self.results else [])
         found = []
-        for parent in parents:
+        for parent in self.task_parents():
             if parent and os.path.isdir(parent):
                 found += [os.path.join(parent, d) for d in sorted(os.listdir(parent))
                           if d.startswith(prefix) and os.path.isdir(os.path.join(parent, d))]
@@ -150,11 +153,9 @@ class NoSuchTask(ValueError):
 def existing_task_names(folders: Optional[NnUNetFolders] = None) -> List[str]:
     """Every TaskNNN_Name folder in the raw, cropped, preprocessed and results folders (sorted, once each)."""
     folders = process_folders() if folders is None else folders
-    parents = [folders.raw, folders.cropped, folders.preprocessed] + \
-        ([os.path.join(folders.results, n) for n in NETWORKS] if folders.results else [])
     names = set()
-    for parent in parents:
-        if parent and os.path.isdir(parent):
+    for parent in folders.task_parents():
+        if os.path.isdir(parent):
             names.update(d for d in os.listdir(parent) if _TASK_NAME.match(d) and os.path.isdir(os.path.join(parent, d)))
     return sorted(names)
 

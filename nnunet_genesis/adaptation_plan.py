@@ -90,7 +90,7 @@ def plain_data(obj, arrays: str = "list"):
 def distortion_mix(transform) -> dict:
     """The settings of a ``GenesisTransform`` (painting probabilities and each step's public numbers)."""
     def settings(step):
-        return {k: v for k, v in vars(step).items()
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(step).items()
                 if not k.startswith("_") and k not in ("data_key", "target_key")
                 and isinstance(v, (bool, int, float, tuple, list))}
     mix = {"p_paint": transform.p_paint, "p_inpaint": transform.p_inpaint}

@@ -206,3 +206,13 @@ def test_a_plan_that_does_not_fit_its_weights_is_bad_input(tmp_path):
                 "nnssl_adaptation_plan": {"architecture_plans": "ResEncL"}}, broken)
     with pytest.raises(CheckpointError, match="not an adaptation plan in nnssl's schema: no pretrain_plan"):
         transfer_weights(resenc_l_like(n_stages=2, output_channels=3), str(broken))
+
+
+def test_the_distortion_mix_recorded_is_the_transforms_own_and_plain_data():
+    from nnunet_genesis.transforms import GenesisTransform, LocalPixelShuffleTransform
+    # a trainer may override a step with a transform object: the plan records its numbers, not the object
+    mix = adaptation_plan.distortion_mix(GenesisTransform(shuffle=LocalPixelShuffleTransform(p_per_channel=0.3),
+                                                          p_inpaint=0.8))
+    assert mix["shuffle"]["p_per_channel"] == 0.3 and mix["p_inpaint"] == 0.8 and mix["p_paint"] == 0.9
+    assert mix["flip"] == {"p_per_round": 0.4, "max_rounds": 3}
+    assert json.loads(json.dumps(mix)) == mix

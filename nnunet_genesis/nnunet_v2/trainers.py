@@ -237,8 +237,8 @@ class nnUNetTrainer_GenesisPretrain(GenesisPretrainSettings, nnUNetTrainer):
         from nnunet_genesis import __version__
         from nnunet_genesis.nnunet_v2.prepare import PROVENANCE_KEY
         plans = self.plans_manager.plans
+        # the mix as the transform has it (genesis_transform_kwargs may hold transform objects: not plain data)
         genesis = {"trainer": type(self).__name__, "package_version": __version__, "recipe": self.recipe.as_dict(),
-                   "transform_overrides": dict(self.genesis_transform_kwargs),
                    "distortion_mix": distortion_mix(self.make_genesis_transform(0)),
                    "target_dataset": plans.get(PROVENANCE_KEY, {}).get("target_dataset")}
         return build_plan(plans, self.configuration_name, self.configuration_manager.configuration,

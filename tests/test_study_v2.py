@@ -152,6 +152,9 @@ def test_v2_study_refuses_what_it_cannot_train_before_any_training(tmp_path, cap
     assert "-c/--configuration and -p/--plans are for --nnunet 2" in capsys.readouterr().err
     with pytest.raises(StudyError, match="environment variable nnUNet_preprocessed is not set: nnU-Net v2"):
         NnUNetV2({}, str(tmp_path / "study"), device="cpu")
+    without_raw = NnUNetV2({"nnUNet_preprocessed": str(tmp_path)}, str(tmp_path / "study"), device="cpu")
+    with pytest.raises(StudyError, match="--test_images is not given and nnUNet_raw is not set"):
+        without_raw.default_test_images("Dataset970_Fake")
 
 
 # ------------------------------------------------------------------------------------------ end to end

@@ -268,9 +268,7 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
               labels: Optional[Sequence[int]] = None, tolerance_mm: Optional[float] = None,
               env: Optional[Dict[str, str]] = None, console=None, backend=NnUNetV1,
               read_pretraining_record: Optional[Callable[[str], Optional[dict]]] = None) -> dict:
-    """Run (or resume) the study; returns the contents of study.json. See the module docstring. ``backend``
-    makes the version's seam from (env, out_dir): NnUNetV1, or e.g. partial(NnUNetV2, configuration=...);
-    the trainers default to the backend's."""
+    """Run (or resume) the study; returns the contents of study.json. See the module docstring."""
     from tqdm import tqdm
     from evaluation.evaluate import EvaluationError, resolve_tolerance
     env = dict(os.environ if env is None else env)

@@ -12,6 +12,14 @@ files and commands; what is written here is the same logic for both:
   folders are only read;
 * a finished training (its final checkpoint), a started one (its latest checkpoint), and nnU-Net's own
   end-of-training validation Dice read from its ``summary.json``.
+
+What the study asks of a backend (``competition/study.py``): ``name``, ``epoch_done`` (regex of the
+end-of-epoch log line), ``image_suffix``, ``scratch_trainer`` and ``genesis_trainer`` (the arms' defaults);
+``find_task(task) -> task dir``, ``plans_file``, ``training_cases``, ``labels``, ``num_modalities``,
+``default_test_images``, ``user_fold(task_dir, fold) -> (train, val, source)``; ``study_env()``,
+``build_workspace(task_dir, runs, val)``; ``fold_dir(task, trainer, fold_index)``, ``checkpoint(fold_dir)``,
+``started(fold_dir)``, ``train_command(task, trainer, fold_index, weights or None, resume)``,
+``predict_command(images, out, task, trainer, fold_index)``, ``validation_dice(fold_dir)``.
 """
 import json
 import os
@@ -78,6 +86,12 @@ class StudyBackend:
         raise NotImplementedError
 
     # ------------------------------------------------------------------------------------------ the task
+    def raw_folder(self, variable: str) -> str:
+        """The raw data folder the default test images lie in (StudyError when the variable is unset)."""
+        if not self.env.get(variable):
+            raise StudyError("--test_images is not given and %s is not set: name the test image folder" % variable)
+        return self.env[variable]
+
     def find_task(self, task) -> str:
         """The planned task's folder for an id or a full name."""
         text = str(task).strip()

@@ -82,10 +82,7 @@ class NnUNetV1(StudyBackend):
         return len(self.dataset(task_dir).get("modality", {"0": ""}))
 
     def default_test_images(self, task_name: str) -> str:
-        if not self.env.get(layout.RAW_BASE_VARIABLE):
-            raise StudyError("--test_images is not given and %s is not set: name the test image folder"
-                             % layout.RAW_BASE_VARIABLE)
-        return os.path.join(self.env[layout.RAW_BASE_VARIABLE], layout.RAW_DATA_FOLDER, task_name, "imagesTs")
+        return os.path.join(self.raw_folder(layout.RAW_BASE_VARIABLE), layout.RAW_DATA_FOLDER, task_name, "imagesTs")
 
     def read_splits(self, path: str) -> list:
         return safe_pickle.load(path)

@@ -132,7 +132,7 @@ class NnUNetV2(StudyBackend):
         return len(layout.channel_names(self.dataset(task_dir)))
 
     def default_test_images(self, task_name: str) -> str:
-        return os.path.join(self.env.get(layout.RAW_VARIABLE, ""), task_name, "imagesTs")
+        return os.path.join(self.raw_folder(layout.RAW_VARIABLE), task_name, "imagesTs")
 
     def read_splits(self, path: str) -> list:
         with open(path) as f:

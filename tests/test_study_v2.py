@@ -33,12 +33,19 @@ from tests.test_v2_e2e import NUM_TEST, NUM_TRAINING, TARGET, TARGET_ID, TINY_TR
 
 CASES = ["case_%02d" % i for i in range(7)]
 
+# the two arms: the same tiny budget; neither mirrors its end-of-training validation case 8 ways (stock
+# nnUNetTrainerNoMirroring; the study's own predictions run without test-time augmentation anyway)
 STUDY_TRAINERS = TINY_TRAINERS + '''
 
-from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoMirroring import \\
+    nnUNetTrainerNoMirroring
 
 
-class StudyScratchV2_Tiny(_TinyBudget, nnUNetTrainer):
+class StudyScratchV2_Tiny(_TinyBudget, nnUNetTrainerNoMirroring):
+    pass
+
+
+class StudyGenesisV2_Tiny(GenesisV2_Tiny, nnUNetTrainerNoMirroring):
     pass
 '''
 
@@ -145,6 +152,9 @@ def test_v2_study_refuses_what_it_cannot_train_before_any_training(tmp_path, cap
     assert "-c/--configuration and -p/--plans are for --nnunet 2" in capsys.readouterr().err
     with pytest.raises(StudyError, match="environment variable nnUNet_preprocessed is not set: nnU-Net v2"):
         NnUNetV2({}, str(tmp_path / "study"), device="cpu")
+    without_raw = NnUNetV2({"nnUNet_preprocessed": str(tmp_path)}, str(tmp_path / "study"), device="cpu")
+    with pytest.raises(StudyError, match="--test_images is not given and nnUNet_raw is not set"):
+        without_raw.default_test_images("Dataset970_Fake")
 
 
 # ------------------------------------------------------------------------------------------ end to end
@@ -174,7 +184,7 @@ def v2_study(tmp_path_factory):
 def _run(s, weights):
     command = [stock_command("nnUNet_genesis_study"), "--nnunet", "2", "-t", str(TARGET_ID), "-w", weights,
                "-o", str(s["out"]), "--test_labels", os.path.join(s["raw"], "labelsTs"), "--counts", "2",
-               "--seeds", "0", "--scratch_trainer", "StudyScratchV2_Tiny", "--genesis_trainer", "GenesisV2_Tiny"]
+               "--seeds", "0", "--scratch_trainer", "StudyScratchV2_Tiny", "--genesis_trainer", "StudyGenesisV2_Tiny"]
     done = subprocess.run(command, env=s["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           timeout=1500)
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
@@ -211,7 +221,7 @@ def test_v2_study_end_to_end_writes_the_three_files_and_scores_exactly_the_test_
     assert config["test_cases"] == test_cases and config["num_test_cases"] == NUM_TEST
     assert config["backend"] == "nnU-Net v2 (3d_fullres, nnUNetPlans)" and config["task"] == TARGET
     assert config["test_images"] == os.path.join(s["raw"], "imagesTs")          # the default: $nnUNet_raw
-    assert (config["scratch_trainer"], config["genesis_trainer"]) == ("StudyScratchV2_Tiny", "GenesisV2_Tiny")
+    assert (config["scratch_trainer"], config["genesis_trainer"]) == ("StudyScratchV2_Tiny", "StudyGenesisV2_Tiny")
     # fold 0 of nnU-Net v2's own default split (the dataset has no splits_final.json)
     fold0 = generate_crossval_split(["tinyct_%03d" % i for i in range(NUM_TRAINING)], seed=12345, n_splits=5)[0]
     assert config["validation_cases"] == list(fold0["val"]) and "default 5-fold split" in config["split_source"]
@@ -241,6 +251,7 @@ def test_v2_study_end_to_end_writes_the_three_files_and_scores_exactly_the_test_
     logs = {os.path.basename(p).split("__")[0]: open(p).read() for p in glob.glob(str(s["out"] / "logs" / "*.log"))}
     assert "-pretrained_weights %s" % s["weights"] in logs["genesis_n2_s0"]
     assert "-pretrained_weights" not in logs["scratch_n2_s0"]
+    assert all(len(NnUNetV2.epoch_done.findall(log)) == 2 for log in logs.values())   # the epoch bar's line
     assert _commands_run(s) == {(run, command): 1 for run in ("scratch_n2_s0", "genesis_n2_s0")
                                 for command in ("nnUNetv2_train", "nnUNetv2_predict")}
 

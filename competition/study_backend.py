@@ -31,6 +31,7 @@ import numpy as np
 
 from competition.study_inputs import StudyError
 from nnunet_genesis.atomic import make_dirs
+from nnunet_genesis.nnunet_v1.layout import no_such_line   # the one 'no such ..., nearest existing' line
 
 MIN_CASES_DEFAULT_SPLIT = 5   # nnU-Net's default split is KFold(n_splits=5), in v1 and v2
 
@@ -102,17 +103,17 @@ class StudyBackend:
             name = text
         elif text.isdigit():
             matches = [d for d in planned if d.startswith(self.task_prefix(text))]
-            if len(matches) != 1:
-                raise StudyError("%s id %s: %d planned %s(s) in %s%s" % (
-                    self.kind, text, len(matches), self.kind, self.preprocessed,
-                    " (%s)" % ", ".join(matches) if matches else ""))
+            if not matches:
+                raise StudyError(no_such_line("planned " + self.kind, text, planned, self.preprocessed))
+            if len(matches) > 1:
+                raise StudyError("%s id %s: %d planned %ss in %s (%s)" % (
+                    self.kind, text, len(matches), self.kind, self.preprocessed, ", ".join(matches)))
             name = matches[0]
         else:
             raise StudyError("%s %r is neither a %s id nor a %s" % (self.kind, text, self.kind, self.name_form))
         task_dir = os.path.join(self.preprocessed, name)
         if not os.path.isdir(task_dir):
-            raise StudyError("no planned %s %s in %s (planned: %s)" % (self.kind, name, self.preprocessed,
-                                                                        ", ".join(planned) or "none"))
+            raise StudyError(no_such_line("planned " + self.kind, name, planned, self.preprocessed))
         self.check_planned(task_dir)
         return task_dir
 

@@ -125,7 +125,9 @@ def bad_inputs(s, tmp):
     cases["the same trainer for both arms"] = (["--genesis_trainer", "nnUNetTrainerV2"], L, I,
                                                "both nnUNetTrainerV2: the two arms need different trainers")
     cases["a fold that does not exist"] = (["-f", "7"], L, I, "fold 7 does not exist (5 folds)")
-    cases["a task that is not planned"] = (["-t", "977"], L, I, "task id 977: 0 planned task(s)")
+    cases["a task that is not planned"] = (["-t", "977"], L, I, "no such planned task with id 977 (looked in ")
+    cases["a task name with a typo"] = (["-t", "Task901_FakeCt"], L, I,
+                                        "nearest existing: Task901_FakeCT")
     return cases
 
 

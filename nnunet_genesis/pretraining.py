@@ -156,9 +156,9 @@ def outside_as_nan(data: np.ndarray, seg: np.ndarray) -> np.ndarray:
     return data
 
 
-def central_patch(volume: np.ndarray, patch_size, fill: float = np.nan) -> np.ndarray:
+def central_patch(volume: np.ndarray, patch_size, fill: float = 0.0) -> np.ndarray:
     """The centred ``patch_size`` crop of a (C, Z, Y, X) volume, padded with ``fill`` where it is smaller
-    (NaN: outside the image, left out of the scores, see ``restoration.distorted_pairs``)."""
+    (the trainers pass NaN: outside the image, left out of their scores, see ``restoration.distorted_pairs``)."""
     out = np.full((volume.shape[0],) + tuple(patch_size), fill, dtype=np.float32)
     src, dst = [slice(None)], [slice(None)]
     for size, p in zip(volume.shape[1:], patch_size):
@@ -218,7 +218,7 @@ def validation_pairs(cases: Dict[str, np.ndarray], patch_size, make_genesis_tran
     """The central patch of each validation case, distorted once per distortion kind (the stream
     fixed by ``seed``; see ``nnunet_genesis.restoration.distorted_pairs``)."""
     from nnunet_genesis.restoration import distorted_pairs
-    patches = [central_patch(volume, patch_size) for _, volume in sorted(cases.items())]
+    patches = [central_patch(volume, patch_size, fill=np.nan) for _, volume in sorted(cases.items())]
     return distorted_pairs(patches, base=make_genesis_transform(seed), seed=seed)
 
 
@@ -362,7 +362,7 @@ def write_restoration_preview(cases: Dict[str, np.ndarray], patch_size, make_gen
     name, volume = next(iter(cases.items()))
     transform = make_genesis_transform(2024)
     transform.inside_key = "seg"
-    batch = transform(**masked_batch(central_patch(volume, patch_size)))
+    batch = transform(**masked_batch(central_patch(volume, patch_size, fill=np.nan)))
     restored = restore_patch(network, batch["data"][0])
     path = os.path.join(output_folder, PREVIEW_FILE)
     save_preview_grid({"original": batch["target"][0], "distorted": batch["data"][0], "restored": restored},

@@ -85,7 +85,7 @@ def test_accumulator_leaves_outside_voxels_out():
 def test_scores_of_a_padded_patch_equal_those_of_the_case_itself():
     rng = np.random.default_rng(4)
     case = rng.normal(size=(1, 6, 8, 6)).astype(np.float32)
-    padded = central_patch(case, (10, 12, 8))
+    padded = central_patch(case, (10, 12, 8), fill=np.nan)
     assert np.isnan(padded).sum() == padded.size - case.size
     answer_case, answer_padded = case * 0.5, np.nan_to_num(padded) * 0.5 + np.isnan(padded) * 7.0
     a, b = R2Sums(), R2Sums()
@@ -98,7 +98,7 @@ def test_scores_of_a_padded_patch_equal_those_of_the_case_itself():
 def test_distorted_pairs_of_padded_patches_score_inside_only():
     rng = np.random.default_rng(5)
     case = rng.normal(size=(1, 10, 12, 10)).astype(np.float32)
-    pairs = distorted_pairs([central_patch(case, (12, 16, 12))], seed=0)
+    pairs = distorted_pairs([central_patch(case, (12, 16, 12), fill=np.nan)], seed=0)
     for kind, [(distorted, original)] in pairs.items():
         assert np.isfinite(distorted).all()
         assert np.isnan(original).sum() == original.size - case.size, kind
@@ -126,3 +126,14 @@ def test_v2_transform_passes_the_segmentation():
     out = GenesisRestorationTransform(genesis)(image=image, segmentation=segmentation)
     target = out["segmentation"].numpy()
     assert np.isnan(target[0, :2]).all() and np.isfinite(target[0, 2:]).all()
+
+
+def test_a_network_as_good_as_its_input_is_not_collapsed_where_identity_is_below_a_constant():
+    """Small cases: distortions pull padding into the image, so handing the input back can score below the
+    mean inside the image; a network doing that well has not collapsed (restoration.collapse_reasons)."""
+    from nnunet_genesis.restoration import collapse_reasons
+    kinds = ("local_shuffle", "in_painting")
+    copying = {k: {"network": -0.41, "identity": -0.43, "mean": 0.0, "variance_ratio": 1.9} for k in kinds}
+    flat = {k: {"network": -0.5, "identity": -0.43, "mean": 0.0, "variance_ratio": 1.9} for k in kinds}
+    assert collapse_reasons(copying, None) == []
+    assert collapse_reasons(flat, None)

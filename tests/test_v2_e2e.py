@@ -436,7 +436,7 @@ def test_restoration_command_scores_a_v2_checkpoint_as_the_trainer_did(v2, tmp_p
         assert rescored["scores"][kind]["network"] == pytest.approx(scores["network"], abs=1e-4), kind
     assert (tmp_path / "scores" / "in_painting.png").stat().st_size > 0
     # bad input: one line, exit 2
-    for args, fault in ((("-t", 999), "no dataset with id 999"),
+    for args, fault in ((("-t", 999), "no such dataset with id 999"),
                         (("-t", PRETRAIN_ID, "-c", "3d_lowres"), "configuration 3d_lowres is not in the plans")):
         bad = genesis_command("nnUNet_genesis_restoration", "--nnunet", 2, "-w", v2["weights"], *args,
                               "-o", tmp_path / "bad", env=v2["env"])

@@ -131,7 +131,7 @@ def test_v2_study_refuses_what_it_cannot_train_before_any_training(tmp_path, cap
     monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "nnUNet_preprocessed"))
     folder = _v2_dataset(tmp_path)
     assert "no such planned dataset with id 971 (looked in " in _refused(tmp_path, capsys, "971")
-    assert "no planned dataset Dataset971_Other" in _refused(tmp_path, capsys, "Dataset971_Other")
+    assert "no such planned dataset Dataset971_Other (looked in " in _refused(tmp_path, capsys, "Dataset971_Other")
     err = _refused(tmp_path, capsys, "970", "-p", "nnUNetResEncUNetMPlans")
     assert "no plans nnUNetResEncUNetMPlans.json" in err and "nnUNetv2_plan_and_preprocess -d 970 -c 3d_fullres" in err
     err = _refused(tmp_path, capsys, "970", "-c", "2d")

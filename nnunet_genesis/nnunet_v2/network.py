@@ -9,7 +9,6 @@ its dataset classes (``training/dataloading/nnunet_dataset.py``: ``infer_dataset
 dataset, plans and configuration are resolved as ``nnUNet_genesis_prepare --nnunet 2`` resolves them
 (:func:`nnunet_genesis.nnunet_v2.prepare.load_target`).
 """
-import numpy as np
 
 from nnunet_genesis.nnunet_v2 import layout
 from nnunet_genesis.nnunet_v2.prepare import DEFAULT_CONFIGURATION, DEFAULT_PLANS_IDENTIFIER, Target, load_target

@@ -56,7 +56,7 @@ from nnunet_genesis.nnunet_v2.transforms import GenesisRestorationTransform
 from nnunet_genesis.pretrained_weights_handlers import register_pretrained_weights_handler
 from nnunet_genesis.pretraining import (GenesisPretrainSettings, RestorationAccumulator, RestorationLoss,
                                         add_residual_output, final_restoration_report, load_restoration_history,
-                                        outside_as_nan, record_restoration, validation_pairs,
+                                        record_restoration, validation_pairs,
                                         write_restoration_preview)
 from nnunet_genesis.recipes import RECIPES, learning_rate, make_optimizer
 

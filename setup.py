@@ -51,7 +51,10 @@ setup(
     description="Models Genesis self-supervised pretraining for nnU-Net v1 and v2, through nnU-Net's own commands",
     long_description=open(os.path.join(HERE, "README.md")).read() if os.path.exists(os.path.join(HERE, "README.md")) else "",
     long_description_content_type="text/markdown",
-    packages=["nnunet_genesis", "nnunet_genesis.nnunet_v1", "nnunet_genesis.nnunet_v2", "nnunet_genesis.trainers",
+    packages=["nnunet_genesis", "nnunet_genesis.distortions", "nnunet_genesis.pretraining", "nnunet_genesis.transfer",
+              "nnunet_genesis.checkpoints", "nnunet_genesis.io", "nnunet_genesis.commands",
+              "nnunet_genesis.nnunet_v1", "nnunet_genesis.nnunet_v1.trainers", "nnunet_genesis.nnunet_v2",
+              "nnunet_genesis.nnunet_v2.trainers",
               "competition",
               "competition.demo_trainers", "evaluation"],
     python_requires=">=3.9",
@@ -62,7 +65,7 @@ setup(
         "SimpleITK",
         "nibabel",     # the demo's data are written with it (competition/demo_data.py; already required by nnunet)
         "numpy",
-        "numba>=0.60",  # the transforms' per-voxel loops (nnunet_genesis/transform_kernels.py)
+        "numba>=0.60",  # the transforms' per-voxel loops (nnunet_genesis/distortions/kernels.py)
         "scipy<2",
         "tqdm",        # progress bars (already required by nnunet)
         "matplotlib",  # preview and comparison PNGs (already required by nnunet)
@@ -81,9 +84,9 @@ setup(
     },
     cmdclass=cmdclass,
     entry_points={"console_scripts": [
-        "nnUNet_genesis_transfer = nnunet_genesis.cli:transfer_main",
-        "nnUNet_genesis_prepare = nnunet_genesis.cli:prepare_main",
-        "nnUNet_genesis_restoration = nnunet_genesis.cli:restoration_main",
+        "nnUNet_genesis_transfer = nnunet_genesis.commands.cli:transfer_main",
+        "nnUNet_genesis_prepare = nnunet_genesis.commands.cli:prepare_main",
+        "nnUNet_genesis_restoration = nnunet_genesis.commands.cli:restoration_main",
         "nnUNet_genesis_evaluate = evaluation.cli:evaluate_main",
         "nnUNet_genesis_compare = evaluation.cli:compare_main",
         "nnUNet_genesis_submission = competition.cli:submission_main",

@@ -56,7 +56,7 @@ def prepare_tasks(root, args, task_id=960, pretrain_id=961):
                                                              "-p", str(processes)], **quiet)
     subprocess.run(stock("nnUNet_plan_and_preprocess") + ["-t", str(task_id), "-pl2d", "None",
                                                           "-tl", str(processes), "-tf", str(processes)], **quiet)
-    from nnunet_genesis.unlabeled import prepare_pretraining_task
+    from nnunet_genesis.nnunet_v1.prepare import prepare_pretraining_task
     report = prepare_pretraining_task(str(task_id), [decathlon], pretrain_id, num_processes=processes)
     from nnunet_genesis.nnunet_v1 import layout
     return layout.resolve_task_name(task_id), report["task_name"]
@@ -116,7 +116,7 @@ def run(root, args):
     fp16 = torch.cuda.is_available()  # what nnUNet_train does by default
     device = "cuda (%s), mixed precision" % torch.cuda.get_device_name(0) if fp16 else "cpu"
     from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
-    from nnunet_genesis.trainers import nnUNetTrainerV2_GenesisPretrain
+    from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_GenesisPretrain
     runs = {"stock nnUNetTrainerV2": (nnUNetTrainerV2, task, 0),
             "nnUNetTrainerV2_GenesisPretrain": (nnUNetTrainerV2_GenesisPretrain, pretrain_task, "all")}
     names = list(runs)

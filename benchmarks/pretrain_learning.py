@@ -8,7 +8,7 @@ against the identity and mean baselines, on prepared pretraining tasks.
 ``$nnUNet_preprocessed``: plans + ``nnUNetData_plans_v2.1_stage*``). Per task the last
 ``--val-cases`` cases (sorted by name) are held out: every score is on their patches (the central
 patch and the patches shifted by a quarter patch along each axis), distorted by a stream fixed per
-distortion (``nnunet_genesis.restoration``), so all recipes and checkpoints face the same patches.
+distortion (``nnunet_genesis.pretraining.scores``), so all recipes and checkpoints face the same patches.
 
 Each recipe trains, from the same initial weights (``--seed``), the network nnU-Net's plans give
 (Generic_UNet, output channels = input channels, no deep supervision), on batches of the plans'
@@ -16,7 +16,7 @@ batch size: random crops of the plans' patch size from the training cases (a qua
 padding, like nnU-Net's data loader), random flips, then ``GenesisTransform`` (the published
 distortions, in the recipe's mix: ``Recipe.p_inpaint``, or ``--p-inpaint``). Not nnU-Net's rotation /
 scaling / elastic augmentation: that keeps the loop to one process, and it changes neither the
-network nor the learning problem. The recipes are ``nnunet_genesis.recipes.RECIPES``.
+network nor the learning problem. The recipes are ``nnunet_genesis.pretraining.recipes.RECIPES``.
 """
 import argparse
 import os
@@ -29,13 +29,13 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from nnunet_genesis.atomic import write_json_atomic  # noqa: E402
+from nnunet_genesis.io.atomic import write_json_atomic  # noqa: E402
 from nnunet_genesis.nnunet_v1 import layout  # noqa: E402
-from nnunet_genesis.pretraining import add_residual_output  # noqa: E402
-from nnunet_genesis.recipes import RECIPES, learning_rate, make_optimizer, transform_kwargs  # noqa: E402
-from nnunet_genesis.restoration import (DISTORTIONS, distorted_pairs, format_scores,  # noqa: E402
+from nnunet_genesis.pretraining.loss import add_residual_output
+from nnunet_genesis.pretraining.recipes import RECIPES, learning_rate, make_optimizer, transform_kwargs  # noqa: E402
+from nnunet_genesis.pretraining.scores import (DISTORTIONS, distorted_pairs, format_scores,  # noqa: E402
                                         restoration_verdict, score_pairs)
-from nnunet_genesis.score_checkpoint import ScoreError, load_prepared_cases  # noqa: E402
+from nnunet_genesis.commands.score_checkpoint import ScoreError, load_prepared_cases  # noqa: E402
 
 
 def load_task(task_dir):
@@ -103,10 +103,10 @@ def make_restore(network):
 
 def run_recipe(recipe, plans, stage, train_cases, pairs, checkpoints, seed, log, p_inpaint=None):
     """``p_inpaint``: the training mix (None: the recipe's)."""
-    from nnunet_genesis.transforms import GenesisTransform
+    from nnunet_genesis.distortions.composite import GenesisTransform
     torch.manual_seed(seed)
     network = build_network(plans, stage)
-    if recipe.residual:  # the trainer's own hook (nnunet_genesis.pretraining.add_residual_output)
+    if recipe.residual:  # the trainer's own hook (nnunet_genesis.pretraining.loss.add_residual_output)
         add_residual_output(network, zero_init=recipe.zero_init_output)
     stage_plans = plans["plans_per_stage"][stage]
     patch_size, batch_size = [int(p) for p in stage_plans["patch_size"]], int(stage_plans["batch_size"])

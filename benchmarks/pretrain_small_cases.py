@@ -42,7 +42,7 @@ def write_small_task(root, cases, test, spacing, seed=0):
     """The Decathlon folder ``root/TASK`` (see module doc); returns its path."""
     import nibabel as nib
     from competition.demo_data import demo_test_labels_dir, write_mni_demo_task
-    from nnunet_genesis.atomic import write_json_atomic
+    from nnunet_genesis.io.atomic import write_json_atomic
     task_dir = os.path.join(root, TASK)
     if os.path.isfile(os.path.join(task_dir, "dataset.json")):
         return task_dir

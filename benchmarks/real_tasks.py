@@ -22,7 +22,7 @@ with nnU-Net):
 
 Sources, grids, registration and readers live in benchmarks/real_tasks_sources.py. Deterministic:
 registrations run single-threaded with regular (not random) metric sampling; crop positions come from fixed
-tables and generators seeded by the case name. Every file is written atomically (nnunet_genesis/atomic.py).
+tables and generators seeded by the case name. Every file is written atomically (nnunet_genesis/io/atomic.py).
 """
 import argparse
 import os
@@ -39,7 +39,7 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]
 from real_tasks_sources import (MRICRON, SourceMissing, array, canonical, case_rng, crop, fill_holes,  # noqa: E402
                                 image_like, largest_component, load_head, load_head_ct, mri_sources, pitched,
                                 read, slicewise_fill, system_file, write_image)
-from nnunet_genesis.atomic import make_dirs, write_json_atomic  # noqa: E402
+from nnunet_genesis.io.atomic import make_dirs, write_json_atomic  # noqa: E402
 
 CAUDATE, PUTAMEN = {"L": 71, "R": 72}, {"L": 73, "R": 74}      # AAL label values (aal.nii.txt)
 CEREBELLUM = range(91, 117)                                   # AAL 91-108 cerebellar lobules, 109-116 vermis
@@ -282,7 +282,7 @@ def save_preview(key, previews, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
-    from nnunet_genesis.atomic import save_figure_atomic
+    from nnunet_genesis.io.atomic import save_figure_atomic
     picks = [previews[i] for i in np.linspace(0, len(previews) - 1, 3).round().astype(int)]
     axis = TASKS[key]["axis"]
     figure, axes = plt.subplots(1, 3, figsize=(9, 3.4))

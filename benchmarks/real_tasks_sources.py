@@ -13,7 +13,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from nnunet_genesis.atomic import atomic_write  # noqa: E402
+from nnunet_genesis.io.atomic import atomic_write  # noqa: E402
 
 MRICRON = "/usr/share/mricron/templates"
 ITK_DATA = "/usr/share/doc/insighttoolkit5-examples/examples/Data"

@@ -1,4 +1,4 @@
-"""Benchmark: nnunet_genesis.transforms against a loop-based reference of the published transforms.
+"""Benchmark: nnunet_genesis.distortions against a loop-based reference of the published transforms.
 
 The reference is written here from the published description (Models Genesis utilities): a python
 loop over 10,000 windows with ``np.random.shuffle`` per window; ``np.interp`` through a
@@ -34,7 +34,7 @@ from scipy import ndimage
 from scipy.special import comb
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from nnunet_genesis import transforms as genesis  # noqa: E402
+from nnunet_genesis import distortions as genesis
 
 
 # --------------------------------------------------------------------------- reference (published)

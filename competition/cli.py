@@ -3,7 +3,7 @@ import os
 import argparse
 import sys
 
-from nnunet_genesis.cli import command
+from nnunet_genesis.commands.cli import command
 
 
 @command("nnUNet_genesis_submission")
@@ -196,7 +196,7 @@ def study_main(argv=None):
     """nnUNet_genesis_study: scratch vs Genesis fine-tuning at several labelled-case counts and seeds
     (see competition/study.py). Exit status: 0 done, 1 a step failed, 2 bad input (found before training)."""
     from competition.study import StepFailed, StudyError, run_study
-    from nnunet_genesis.atomic import WriteError
+    from nnunet_genesis.io.atomic import WriteError
     parser = argparse.ArgumentParser(
         prog="nnUNet_genesis_study",
         description="Does pretraining help, and with how many labels? For each labelled-case count and seed, train "
@@ -236,7 +236,7 @@ def study_main(argv=None):
         parser.error("-c/--configuration and -p/--plans are for --nnunet 2; the v1 study trains 3d_fullres")
     # the weights are read once here, before hours of training: a missing, damaged or NaN checkpoint is
     # bad input now, not a failure of the first Genesis run after the scratch runs
-    from nnunet_genesis.checkpoints import CheckpointError, load_state_dict_from_checkpoint
+    from nnunet_genesis.checkpoints.files import CheckpointError, load_state_dict_from_checkpoint
     try:
         load_state_dict_from_checkpoint(args.weights)
     except (CheckpointError, FileNotFoundError, IsADirectoryError) as error:

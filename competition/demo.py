@@ -25,9 +25,9 @@ import time
 
 from competition.pipeline import format_seconds
 from competition.study import NETWORK
-from nnunet_genesis.atomic import atomic_write
+from nnunet_genesis.io.atomic import atomic_write
 from nnunet_genesis.nnunet_v1 import layout
-from nnunet_genesis.transfer_report import TRANSFER_REPORT_FILE
+from nnunet_genesis.transfer.report import TRANSFER_REPORT_FILE
 
 DEMO_TASK = "Task11_BrainTissueDemo"
 TASK_ID = 11
@@ -148,12 +148,12 @@ def run_demo(out_dir="demo_output", scale=1.0, stream=None, seeds=STUDY_SEEDS):
     from competition.study import format_study_markdown, run_study
     from competition.submission import build_submission
     from evaluation.compare import compare_runs
-    from nnunet_genesis.restoration import collapse_warning, format_scores
+    from nnunet_genesis.pretraining.scores import collapse_warning, format_scores
 
     total = 6
     decathlon_root = os.path.join(out_dir, "decathlon")
     decathlon_task = os.path.join(decathlon_root, DEMO_TASK)
-    from nnunet_genesis.unlabeled import pretraining_task_name
+    from nnunet_genesis.nnunet_v1.prepare import pretraining_task_name
     task_name = layout.task_name(TASK_ID, layout.short_name_of(DEMO_TASK))
     pretrain_task = pretraining_task_name(PRETRAIN_TASK_ID, task_name)
     with child_output_to(nnunet_log) as console_stream:

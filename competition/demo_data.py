@@ -54,7 +54,7 @@ from typing import Tuple
 
 import numpy as np
 
-from nnunet_genesis.atomic import atomic_write, write_json_atomic
+from nnunet_genesis.io.atomic import atomic_write, write_json_atomic
 
 DEFAULT_TASK_NAME = "Task11_BrainTissueDemo"
 CASE_PREFIX = "brain"

@@ -1,5 +1,5 @@
 """The study's output set with a manifest: ``study.json``, ``study.md``, ``study.png`` written as one set
-(``nnunet_genesis.atomic.OutputSet``: every member to a temporary sibling first, then all renamed into place;
+(``nnunet_genesis.io.atomic.OutputSet``: every member to a temporary sibling first, then all renamed into place;
 a failure while writing leaves every old member as it was), then the manifest (``{member: sha256}``) written
 last, atomically.
 
@@ -11,8 +11,8 @@ output folder (a prediction, an evaluation) into place.
 import os
 from typing import Callable, Dict, List
 
-from nnunet_genesis.atomic import output_set, write_json_atomic
-from nnunet_genesis.fingerprint import file_sha256
+from nnunet_genesis.io.atomic import output_set, write_json_atomic
+from nnunet_genesis.io.fingerprint import file_sha256
 
 
 def write_output_set(folder: str, writers: Dict[str, Callable[[str], None]], manifest: str) -> List[str]:

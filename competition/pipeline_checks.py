@@ -8,9 +8,9 @@ import os
 from typing import Tuple
 
 from competition.pipeline_config import PipelineConfig
-from nnunet_genesis.integrity import npz_problem
+from nnunet_genesis.io.integrity import npz_problem
 from nnunet_genesis.nnunet_v1 import layout
-from nnunet_genesis.unlabeled import REPORT_NAME as PREPARE_REPORT   # what nnUNet_genesis_prepare writes
+from nnunet_genesis.nnunet_v1.prepare import REPORT_NAME as PREPARE_REPORT   # what nnUNet_genesis_prepare writes
 
 FINAL_CHECKPOINT = layout.FINAL_CHECKPOINT
 VALIDATION_SUMMARY = os.path.join("validation_raw", "summary.json")   # written by nnUNet_train after training

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
-from nnunet_genesis.atomic import refuse_output_inside_inputs
+from nnunet_genesis.io.atomic import refuse_output_inside_inputs
 from nnunet_genesis.nnunet_v1 import layout
 
 DEFAULT_PLANS_IDENTIFIER = layout.DEFAULT_PLANS_IDENTIFIER
@@ -239,7 +239,7 @@ def make_config(decathlon_dir, options: Optional[PipelineOptions] = None, env=No
                                       else pretrain_task_id, "--pretrain_task_id")
     if pretrain_task_id == task_id:
         raise PipelineConfigError("--pretrain_task_id %d is the task's own id" % pretrain_task_id)
-    from nnunet_genesis.unlabeled import pretraining_task_name   # the name nnUNet_genesis_prepare gives it
+    from nnunet_genesis.nnunet_v1.prepare import pretraining_task_name   # the name nnUNet_genesis_prepare gives it
     pretrain_task_name = pretraining_task_name(pretrain_task_id, task_name)
     _check_free(folders, task_id, task_name, "-t/--task_id")
     _check_free(folders, pretrain_task_id, pretrain_task_name, "--pretrain_task_id")

@@ -63,8 +63,8 @@ from competition.study_records import (EVALUATION_RECORD, PREDICTION_RECORD, STU
                                        check_study_record, decide, read_record, write_record)
 from competition.study_report import STUDY_FILES, format_study_markdown, pretraining_verdict, write_study_outputs
 from competition.study_stats import summarise_study
-from nnunet_genesis.atomic import make_dirs
-from nnunet_genesis.fingerprint import file_sha256, folder_fingerprint
+from nnunet_genesis.io.atomic import make_dirs
+from nnunet_genesis.io.fingerprint import file_sha256, folder_fingerprint
 
 __all__ = ["ALL", "ARMS", "NETWORK", "STUDY_FILES", "Run", "StepFailed", "StudyError", "draw_subset", "format_study_markdown",
            "plan_runs", "run_logged", "run_study", "summarise_study"]
@@ -125,7 +125,7 @@ def run_logged(command: List[str], env: Dict[str, str], log_path: str, progress=
 
 
 def _complete(path: str) -> bool:
-    from nnunet_genesis.integrity import image_file_problem
+    from nnunet_genesis.io.integrity import image_file_problem
     return os.path.isfile(path) and image_file_problem(path) is None
 
 

@@ -30,7 +30,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from competition.study_inputs import StudyError
-from nnunet_genesis.atomic import make_dirs
+from nnunet_genesis.io.atomic import make_dirs
 from nnunet_genesis.nnunet_v1.layout import no_such_line   # the one 'no such ..., nearest existing' line
 
 MIN_CASES_DEFAULT_SPLIT = 5   # nnU-Net's default split is KFold(n_splits=5), in v1 and v2

@@ -9,7 +9,7 @@ Each check raises :class:`StudyError` with one line naming the file or option an
 * the test set (:func:`check_test_set`): the image folder holds nnU-Net-format images only
   (``CASE_XXXX.nii.gz``, every modality of the task for every case); images and label maps are one to one
   by case name (missing and extra label files are named); no test case is one of the task's training
-  cases; every image is complete (``nnunet_genesis.integrity``) and readable; every label map passes the
+  cases; every image is complete (``nnunet_genesis.io.integrity``) and readable; every label map passes the
   shared validator (``evaluation/labelmaps.py``): complete, 3-D, integral values from the task's label
   set, on its image's voxel grid.
 
@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
-from nnunet_genesis.fingerprint import file_sha256
+from nnunet_genesis.io.fingerprint import file_sha256
 
 ALL = "all"
 IMAGE_NAME = re.compile(r"^(?P<case>.+)_(?P<modality>\d{4})\.nii\.gz$")
@@ -190,7 +190,7 @@ def check_test_set(images_dir: str, labels_dir: str, num_modalities: int, task_l
     from tqdm import tqdm
     from evaluation import labelmaps
     from evaluation.evaluate import EvaluationError, list_cases
-    from nnunet_genesis.integrity import image_file_problem
+    from nnunet_genesis.io.integrity import image_file_problem
     images = list_test_images(images_dir, num_modalities)
     if not os.path.isdir(labels_dir):
         raise StudyError("%s: test label folder does not exist" % labels_dir)

@@ -26,8 +26,8 @@ import numpy as np
 
 from competition.study_backend import StudyBackend
 from competition.study_inputs import StudyError
-from nnunet_genesis import safe_pickle
-from nnunet_genesis.atomic import write_pickle_atomic
+from nnunet_genesis.io import safe_pickle
+from nnunet_genesis.io.atomic import write_pickle_atomic
 from nnunet_genesis.nnunet_v1 import layout
 
 NETWORK = "3d_fullres"   # the configuration every run trains and predicts with

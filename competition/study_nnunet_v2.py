@@ -30,7 +30,7 @@ from typing import Dict, List, Optional
 
 from competition.study_backend import StudyBackend
 from competition.study_inputs import StudyError
-from nnunet_genesis.atomic import write_json_atomic
+from nnunet_genesis.io.atomic import write_json_atomic
 from nnunet_genesis.nnunet_v2 import layout
 
 SPLITS_FILE = "splits_final.json"

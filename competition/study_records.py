@@ -21,8 +21,8 @@ import os
 from typing import Dict, List, Optional
 
 from competition.study_inputs import StudyError
-from nnunet_genesis.atomic import write_json_atomic
-from nnunet_genesis.fingerprint import short
+from nnunet_genesis.io.atomic import write_json_atomic
+from nnunet_genesis.io.fingerprint import short
 
 STUDY_RECORD = "study_record.json"
 TRAINING_RECORD = "study_training.json"

@@ -28,8 +28,8 @@ NO_RECORD = "unknown (no pretraining record)"
 def pretraining_verdict(weights: str, read_record: Optional[Callable[[str], Optional[dict]]] = None) -> dict:
     """{"verdict", "reasons", "text"} of the weights' own pretraining record: ``read_record(weights)``
     returns {"verdict": "learned" | "not learned" | "unknown", "reasons": [...]} or None (no record).
-    ``read_record`` None: ``nnunet_genesis.pretraining_record.read_record``."""
-    from nnunet_genesis.pretraining_record import read_record as read_own_record
+    ``read_record`` None: ``nnunet_genesis.checkpoints.pretraining_record.read_record``."""
+    from nnunet_genesis.checkpoints.pretraining_record import read_record as read_own_record
     record = (read_record or read_own_record)(weights)
     if not record:
         return {"verdict": "unknown", "reasons": [], "text": NO_RECORD}

@@ -35,7 +35,7 @@ faults. A problem names the file (or folder) and the fault. The rules, per selec
 
 The zip stores every file byte-identical to its prediction, uncompressed (ZIP_STORED): a ``.nii.gz``
 is already deflate-compressed, deflating it again gains nothing and costs time. It is written to a
-temporary file beside the target (``nnunet_genesis.atomic``), its CRCs checked, then renamed into
+temporary file beside the target (``nnunet_genesis.io.atomic``), its CRCs checked, then renamed into
 place, so a reader never sees half a zip and a failed write leaves an earlier zip intact.
 Predictions are only ever read.
 """
@@ -50,7 +50,7 @@ from tqdm import tqdm
 from evaluation.tasks import MSD_TASKS, MSDTask, find_msd_task
 from evaluation.labelmaps import (GEOMETRY_TOLERANCE_MM, PREDICTION, first_line, geometry_faults, header_faults,
                                   read_header, validate_label_map)
-from nnunet_genesis.atomic import atomic_write, refuse_output_inside_inputs
+from nnunet_genesis.io.atomic import atomic_write, refuse_output_inside_inputs
 
 # One validator and one tolerance policy for label maps, shared with nnUNet_genesis_evaluate
 # (evaluation/labelmaps.py documents the policy): spacing and origin within GEOMETRY_TOLERANCE_MM
@@ -378,7 +378,7 @@ def build_submission(pred_root: str, decathlon_root: str, out_zip: Optional[str]
 def write_zip_atomically(entries: Sequence[Tuple[str, str]], out_zip: str) -> None:
     """Write ``entries`` [(name in the zip, source file)] into ``out_zip``, stored byte-identical
     (ZIP_STORED). The zip is built under a temporary name in the target folder
-    (nnunet_genesis.atomic.atomic_write: same file system, so the rename is atomic), its CRCs and sizes
+    (nnunet_genesis.io.atomic.atomic_write: same file system, so the rename is atomic), its CRCs and sizes
     checked against the sources, then renamed into place; on any failure the temporary file is removed
     and an earlier zip at ``out_zip`` is left as it was."""
     def write(tmp):

@@ -26,7 +26,7 @@ import numpy as np
 from evaluation.evaluate import (PER_CASE_FILE, SUMMARY_FILE, EvaluationError, evaluate_folders, find_task,
                                  list_cases, read_per_case_csv, _json_safe)
 from evaluation.metrics import METRICS
-from nnunet_genesis.atomic import output_set, refuse_output_inside_inputs, save_figure_atomic
+from nnunet_genesis.io.atomic import output_set, refuse_output_inside_inputs, save_figure_atomic
 from nnunet_genesis.nnunet_v1 import layout as v1_layout
 from nnunet_genesis.nnunet_v2 import layout as v2_layout
 

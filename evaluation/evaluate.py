@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from evaluation import labelmaps
 from evaluation.metrics import METRICS, score_case
-from nnunet_genesis.atomic import atomic_write, output_set, refuse_output_inside_inputs
+from nnunet_genesis.io.atomic import atomic_write, output_set, refuse_output_inside_inputs
 
 #: NSD tolerance used when neither --tolerance nor a sourced per-task value is available.
 #: 2 mm: one to two voxels at the in-plane resolution of the Decathlon's CT and MR data
@@ -376,7 +376,7 @@ def _nanmean(values: List[float]) -> float:
 # --------------------------------------------------------------------------- output
 
 def write_per_case_csv(rows: List[dict], path: str) -> None:
-    """per_case.csv, written atomically (nnunet_genesis.atomic)."""
+    """per_case.csv, written atomically (nnunet_genesis.io.atomic)."""
     atomic_write(path, _per_case_writer(rows))
 
 
@@ -445,7 +445,7 @@ def _json_safe(value):
 
 
 def _check_out_dir(out_dir: str, *input_dirs: str) -> None:
-    """Refuse to write into an input folder (OutputInsideInputError, nnunet_genesis.atomic), or over a
+    """Refuse to write into an input folder (OutputInsideInputError, nnunet_genesis.io.atomic), or over a
     summary.json we did not write (nnU-Net writes its own summary.json into validation_raw)."""
     refuse_output_inside_inputs(out_dir, {"an input": list(input_dirs)})
     summary = os.path.join(out_dir, SUMMARY_FILE)

@@ -6,7 +6,7 @@ Each check returns a list of faults (short texts that follow the file's path in 
 * **integrity** (:func:`naming_faults`, :func:`integrity_faults`): a ``.gz`` file really is
   gzip-compressed, and a NIfTI file
   holds every voxel byte its header announces and its gzip stream ends properly
-  (``nnunet_genesis.integrity.nifti_truncation``). SimpleITK/ITK silently zero-fill a truncated file,
+  (``nnunet_genesis.io.integrity.nifti_truncation``). SimpleITK/ITK silently zero-fill a truncated file,
   so without this check a cut download scores (or is submitted) as if it were complete.
 * **header** (:func:`header_faults`): 3-D, one component per voxel, and a pixel type fit for labels.
 * **dtype policy**: a *prediction* must be stored with an integer pixel type (nnU-Net writes uint8; a
@@ -37,7 +37,7 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import SimpleITK as sitk
 
-from nnunet_genesis.integrity import image_file_problem
+from nnunet_genesis.io.integrity import image_file_problem
 
 GEOMETRY_TOLERANCE_MM = 1e-3
 DIRECTION_TOLERANCE = 1e-4
@@ -134,7 +134,7 @@ def naming_faults(path: str) -> List[str]:
 
 def integrity_faults(path: str) -> List[str]:
     """The file is complete: a NIfTI file holds every voxel byte its header announces and its gzip stream
-    ends properly (nnunet_genesis.integrity.nifti_truncation). A file that is no NIfTI at all is left to
+    ends properly (nnunet_genesis.io.integrity.nifti_truncation). A file that is no NIfTI at all is left to
     the image reader, whose message says what it is."""
     problem = image_file_problem(path)
     return [] if problem is None or problem == NOT_NIFTI else [problem]

@@ -15,7 +15,7 @@ the nnU-Net modules below, the finder lets the module load normally and then pat
 ``nnunet.training.model_restore``
     ``recursive_find_python_class`` (used by ``nnUNet_train``, ``nnUNet_train_DDP``,
     ``nnUNet_predict`` and the cascade) first searches nnU-Net's own folder as before; only a
-    trainer name it cannot find is looked up in ``nnunet_genesis.trainers`` and then in the
+    trainer name it cannot find is looked up in ``nnunet_genesis.nnunet_v1.trainers`` and then in the
     folders of the environment variable ``nnUNet_extTrainer`` (several joined by
     ``os.pathsep``), as nnU-Net v2 does.
 ``nnunet.run.load_pretrained_weights``
@@ -126,7 +126,7 @@ def find_ext_trainer(trainer_name, folders=None):
 
 def find_genesis_trainer(trainer_name):
     """Our own trainers first, then the user's ``nnUNet_extTrainer`` folders."""
-    import nnunet_genesis.trainers as ours
+    import nnunet_genesis.nnunet_v1.trainers as ours
     found = getattr(ours, trainer_name, None)
     if isinstance(found, type):
         return found
@@ -156,7 +156,7 @@ def _patch_model_restore(module):
 # Loading checkpoints under torch >= 2.6
 # --------------------------------------------------------------------------------------------
 def _patch_network_trainer(module):
-    from nnunet_genesis.checkpoints import allow_nnunet_checkpoint_globals
+    from nnunet_genesis.checkpoints.files import allow_nnunet_checkpoint_globals
     allow_nnunet_checkpoint_globals()
 
 
@@ -179,7 +179,7 @@ def _patch_load_pretrained_weights(module):
 
         # The stock loader calls torch.load(fname) with no map_location, so CUDA-saved weights
         # fail on a CPU machine. Map them to the CPU for the duration of this one call.
-        from nnunet_genesis.checkpoints import allow_nnunet_checkpoint_globals
+        from nnunet_genesis.checkpoints.files import allow_nnunet_checkpoint_globals
         allow_nnunet_checkpoint_globals()
         torch.load = torch_load_on_cpu
         try:

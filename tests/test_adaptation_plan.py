@@ -1,4 +1,4 @@
-"""nnssl's adaptation plan (nnunet_genesis/adaptation_plan.py): built from nnU-Net v2 plans, checked against
+"""nnssl's adaptation plan (nnunet_genesis/checkpoints/adaptation_plan.py): built from nnU-Net v2 plans, checked against
 nnssl's schema (``tests/nnssl_schema.json``, copied from nnssl's dataclasses) and read back the way nnU-Net
 master reads it; nnssl-format checkpoints through our transfer (``tests/nnssl_format.py`` writes them as nnssl
 does).  The end-to-end side (our pretraining writing the plan, an nnssl checkpoint through ``nnUNetv2_train``)
@@ -10,9 +10,9 @@ import json
 import pytest
 import torch
 
-from nnunet_genesis import adaptation_plan
-from nnunet_genesis.checkpoints import CheckpointError
-from nnunet_genesis.transfer import TransferRefused, TransferReport, transfer_weights
+from nnunet_genesis.checkpoints import adaptation_plan
+from nnunet_genesis.checkpoints.files import CheckpointError
+from nnunet_genesis.transfer.weights import TransferRefused, TransferReport, transfer_weights
 from tests.nnssl_format import (PRIMUS_KEYS, RESENC_KEYS, build_like_nnunet_master, load_like_nnunet_master,
                                 load_schema, nnssl_plan, primus_like_state_dict, read_like_nnunet_master,
                                 resenc_l_like, save_nnssl_checkpoint, schema_faults)
@@ -209,7 +209,8 @@ def test_a_plan_that_does_not_fit_its_weights_is_bad_input(tmp_path):
 
 
 def test_the_distortion_mix_recorded_is_the_transforms_own_and_plain_data():
-    from nnunet_genesis.transforms import GenesisTransform, LocalPixelShuffleTransform
+    from nnunet_genesis.distortions.composite import GenesisTransform
+    from nnunet_genesis.distortions.transforms import LocalPixelShuffleTransform
     # a trainer may override a step with a transform object: the plan records its numbers, not the object
     mix = adaptation_plan.distortion_mix(GenesisTransform(shuffle=LocalPixelShuffleTransform(p_per_channel=0.3),
                                                           p_inpaint=0.8))

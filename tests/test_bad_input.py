@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from nnunet_genesis.atomic import WriteError
+from nnunet_genesis.io.atomic import WriteError
 from tests.conftest import stock_command
 from tests.test_integrity import file_bytes, hidden_files, labels_case, one_error_line, run, tree_bytes, \
     truncate_gzip_stream, write_labels
@@ -25,7 +25,7 @@ EXIT_BAD_INPUT, EXIT_FILE_ERROR = 2, 4
 # ------------------------------------------------------------------------------------------- output sets (item 6)
 
 def test_an_output_set_is_replaced_whole_or_not_at_all(tmp_path):
-    from nnunet_genesis.atomic import output_set
+    from nnunet_genesis.io.atomic import output_set
     for name, text in (("a.txt", "old a"), ("b.json", "\"old b\""), ("old.png", "old png")):
         (tmp_path / name).write_text(text)
     before = tree_bytes(tmp_path)
@@ -96,9 +96,9 @@ def test_compare_after_a_failed_write_keeps_the_earlier_set(tmp_path):
 
 
 def test_restoration_report_after_a_failed_write_keeps_the_earlier_set(tmp_path, monkeypatch):
-    from nnunet_genesis import previews
-    from nnunet_genesis.pretraining import restoration_report
-    from nnunet_genesis.transforms import GenesisTransform
+    from nnunet_genesis.pretraining import previews
+    from nnunet_genesis.pretraining.validation import restoration_report
+    from nnunet_genesis.distortions.composite import GenesisTransform
     rng = np.random.default_rng(0)
     cases = {"case_%d" % i: rng.normal(size=(1, 20, 20, 20)).astype(np.float32) for i in range(2)}
 
@@ -179,7 +179,7 @@ def test_outputs_inside_inputs_are_refused_by_evaluate_and_compare(tmp_path):
 
 
 def test_the_shared_check_resolves_links_and_names_both_paths(tmp_path):
-    from nnunet_genesis.atomic import OutputInsideInputError, refuse_output_inside_inputs
+    from nnunet_genesis.io.atomic import OutputInsideInputError, refuse_output_inside_inputs
     (tmp_path / "inputs").mkdir()
     os.symlink(str(tmp_path / "inputs"), str(tmp_path / "link"))
     with pytest.raises(OutputInsideInputError, match="lies inside the input folder .*inputs \\(-i\\)"):

@@ -1,16 +1,16 @@
 """The DDP trainers under stock nnUNet_train_DDP, launched by torchrun with two processes on the CPU
-(gloo backend; see nnunet_genesis/trainers/ddp.py). Multi-GPU NCCL runs are nnU-Net's own code path."""
+(gloo backend; see nnunet_genesis/nnunet_v1/trainers/ddp.py). Multi-GPU NCCL runs are nnU-Net's own code path."""
 import json
 import os
 import sys
 
 import pytest
 
-from nnunet_genesis.checkpoints import read_checkpoint_file
+from nnunet_genesis.checkpoints.files import read_checkpoint_file
 from tests.conftest import run_stock, stock_command, subprocess_env
 
 TINY_DDP = '''
-from nnunet_genesis.trainers import nnUNetTrainerV2_Genesis_DDP, nnUNetTrainerV2_GenesisPretrain_DDP
+from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis_DDP, nnUNetTrainerV2_GenesisPretrain_DDP
 
 
 class Tiny:

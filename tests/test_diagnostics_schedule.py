@@ -1,8 +1,8 @@
 """The per-distortion diagnostics take a bounded share of the wall time (issue #18): the rule of
-nnunet_genesis/diagnostics_schedule.py, with the clock injected (no wall-clock assertion)."""
+nnunet_genesis/pretraining/schedule.py, with the clock injected (no wall-clock assertion)."""
 import pytest
 
-from nnunet_genesis.diagnostics_schedule import DiagnosticsSchedule, diagnostics_due
+from nnunet_genesis.pretraining.schedule import DiagnosticsSchedule, diagnostics_due
 
 
 class FakeClock:
@@ -93,7 +93,7 @@ def test_begin_starts_the_clock_before_the_first_check():
 
 
 def test_trainer_mixin_scores_first_last_and_previews_on_schedule():
-    from nnunet_genesis.diagnostics_schedule import ScheduledDiagnostics
+    from nnunet_genesis.pretraining.schedule import ScheduledDiagnostics
     clock = FakeClock()
 
     class Trainer(ScheduledDiagnostics):

@@ -5,7 +5,7 @@ from batchgenerators.dataloading.data_loader import SlimDataLoaderBase
 from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
 from batchgenerators.transforms.abstract_transforms import Compose
 
-from nnunet_genesis.trainers.base import GenesisTrainerBase, stop_augmentation_workers
+from nnunet_genesis.nnunet_v1.trainers.base import GenesisTrainerBase, stop_augmentation_workers
 
 
 class EndlessLoader(SlimDataLoaderBase):

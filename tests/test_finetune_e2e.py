@@ -22,7 +22,7 @@ PUBLISHED_POOLS = [[2, 2, 2]] * 4 + [[1, 2, 2]]
 PUBLISHED_KERNELS = [[3, 3, 3]] * 6
 
 TINY_TRAINER = '''
-from nnunet_genesis.trainers import nnUNetTrainerV2_Genesis
+from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis
 
 
 class nnUNetTrainerV2_Genesis_Tiny(nnUNetTrainerV2_Genesis):
@@ -41,7 +41,7 @@ class nnUNetTrainerV2_Genesis_Tiny(nnUNetTrainerV2_Genesis):
 def published_genesis_checkpoint(path, seed=0):
     """A checkpoint in the published Models Genesis format: {'epoch', 'state_dict', 'optimizer_state_dict'},
     saved from a GPU (tensors tagged cuda) with DataParallel 'module.' prefixes."""
-    from nnunet_genesis.transfer import build_generic_unet
+    from nnunet_genesis.transfer.weights import build_generic_unet
     torch.manual_seed(seed)
     net = build_generic_unet(1, 32, 1, PUBLISHED_POOLS, PUBLISHED_KERNELS)
     state = {"module." + k: v for k, v in net.state_dict().items()}
@@ -79,7 +79,7 @@ def test_transfer_report_is_in_the_fold_folder(finetuned):
 
 
 def test_frozen_transferred_weights_survive_the_warm_up(finetuned):
-    from nnunet_genesis.checkpoints import allow_nnunet_checkpoint_globals
+    from nnunet_genesis.checkpoints.files import allow_nnunet_checkpoint_globals
     allow_nnunet_checkpoint_globals()
     ckpt = torch.load(os.path.join(finetuned["fold"], "model_final_checkpoint.model"), map_location="cpu")
     with open(os.path.join(finetuned["fold"], "transfer_report.json")) as f:

@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from nnunet_genesis.finetuning import (FRESH, TRANSFERRED, parameter_groups, transferred_names_from_optimizer_state,
+from nnunet_genesis.transfer.finetuning import (FRESH, TRANSFERRED, parameter_groups, transferred_names_from_optimizer_state,
                                        warmup_lr_scale)
 from tests.test_finetune_e2e import published_genesis_checkpoint
 
@@ -38,7 +38,7 @@ def test_parameter_groups_split_and_record_names():
 
 
 def make_trainer(task, output_folder, trainer_class=None):
-    from nnunet_genesis.trainers import nnUNetTrainerV2_Genesis
+    from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis
     trainer = (trainer_class or nnUNetTrainerV2_Genesis)(task.plans_3d_file, 0, output_folder=str(output_folder),
                                       dataset_directory=task.preprocessed_dir, batch_dice=False, stage=0,
                                       unpack_data=False, deterministic=False, fp16=False)
@@ -75,7 +75,7 @@ def test_stock_pretrained_loader_uses_the_adaptive_transfer(pretrained_trainer):
 
 def test_encoder_decoder_variant_transfers_all_but_the_heads(ct_task, tmp_path):
     from nnunet.run.load_pretrained_weights import load_pretrained_weights
-    from nnunet_genesis.trainers import nnUNetTrainerV2_GenesisEncoderDecoder
+    from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_GenesisEncoderDecoder
     weights = str(tmp_path / "w.pt")
     published_genesis_checkpoint(weights)
     trainer = make_trainer(ct_task, tmp_path / "fold", nnUNetTrainerV2_GenesisEncoderDecoder)
@@ -105,8 +105,8 @@ def test_resume_rebuilds_the_groups_before_loading_the_optimizer(pretrained_trai
 
 def test_refused_transfer_fails_loudly_and_leaves_the_network(ct_task, tmp_path):
     from nnunet.run.load_pretrained_weights import load_pretrained_weights
-    from nnunet_genesis.finetuning import PretrainedWeightsRefused
-    from nnunet_genesis.transfer import build_generic_unet
+    from nnunet_genesis.transfer.finetuning import PretrainedWeightsRefused
+    from nnunet_genesis.transfer.weights import build_generic_unet
     foreign = build_generic_unet(1, 16, 1, [[2, 2, 2]] * 3, [[3, 3, 3]] * 4)
     weights = str(tmp_path / "foreign.pt")
     torch.save({"state_dict": foreign.state_dict()}, weights)

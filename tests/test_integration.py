@@ -35,7 +35,7 @@ FIND = """
 
 def test_stock_search_finds_our_trainer():
     out = run_python(FIND % "nnUNetTrainerV2_Genesis")
-    assert "FOUND nnunet_genesis.trainers.genesis_finetune.nnUNetTrainerV2_Genesis" in out.stdout, out.stdout
+    assert "FOUND nnunet_genesis.nnunet_v1.trainers.finetune.nnUNetTrainerV2_Genesis" in out.stdout, out.stdout
 
 
 def test_stock_trainers_still_come_from_nnunet():
@@ -51,7 +51,7 @@ def test_hook_can_be_disabled():
 def write_ext_trainer(folder, class_name, body="pass"):
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "my_trainers.py"), "w") as f:
-        f.write("from nnunet_genesis.trainers import nnUNetTrainerV2_Genesis\n\n"
+        f.write("from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis\n\n"
                 "class %s(nnUNetTrainerV2_Genesis):\n    %s\n" % (class_name, body))
 
 

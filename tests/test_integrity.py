@@ -201,7 +201,7 @@ def test_evaluate_and_compare_with_nothing_in_common_are_errors(scored, tmp_path
 
     # an output folder inside its own input is refused, and nothing is written there
     done = run([stock_command("nnUNet_genesis_evaluate"), "-ref", ref, "-pred", other, "-o", other / "scores"])
-    assert done.returncode == 2   # bad input (the shared check of nnunet_genesis.atomic)
+    assert done.returncode == 2   # bad input (the shared check of nnunet_genesis.io.atomic)
     assert "lies inside the input folder %s" % other in one_error_line(done, "nnUNet_genesis_evaluate")
     assert os.listdir(str(other)) == ["unrelated.nii.gz"]
 
@@ -236,7 +236,7 @@ def nan_checkpoint(path, names=("conv_blocks_context.0.blocks.0.conv.weight",), 
 
 
 def test_checkpoint_with_nan_tensors_is_refused_naming_them(tmp_path):
-    from nnunet_genesis.checkpoints import CheckpointError, load_state_dict_from_checkpoint
+    from nnunet_genesis.checkpoints.files import CheckpointError, load_state_dict_from_checkpoint
     path = nan_checkpoint(tmp_path / "one_nan.pt")
     with pytest.raises(CheckpointError) as error:
         load_state_dict_from_checkpoint(str(path))
@@ -247,7 +247,7 @@ def test_checkpoint_with_nan_tensors_is_refused_naming_them(tmp_path):
 
 
 def test_truncated_checkpoint_is_named_as_such(tmp_path):
-    from nnunet_genesis.checkpoints import CheckpointError, read_checkpoint_file
+    from nnunet_genesis.checkpoints.files import CheckpointError, read_checkpoint_file
     from tests.test_finetune_e2e import published_genesis_checkpoint
     path = tmp_path / "cut.pt"
     published_genesis_checkpoint(str(path))
@@ -281,7 +281,7 @@ def test_study_refuses_nan_weights_before_any_training(tmp_path):
 
 DIVERGING_TRAINER = '''
 import torch
-from nnunet_genesis.trainers import {base}
+from nnunet_genesis.nnunet_v1.trainers import {base}
 
 
 class {base}_Diverging({base}):
@@ -363,8 +363,8 @@ def _write_scan(path, seed, shape=(40, 40, 20)):
 
 @pytest.mark.parametrize("damage", ["truncate", "corrupt"])
 def test_prepare_redoes_a_truncated_or_damaged_case(ct_task, tmp_path, capsys, damage):
-    from nnunet_genesis.integrity import npz_problem
-    from nnunet_genesis.unlabeled import prepare_pretraining_task
+    from nnunet_genesis.io.integrity import npz_problem
+    from nnunet_genesis.nnunet_v1.prepare import prepare_pretraining_task
     task_id = 921 if damage == "truncate" else 922
     folder = tmp_path / "scans"
     folder.mkdir()
@@ -400,8 +400,8 @@ def test_preprocessing_a_case_is_atomic(ct_task, tmp_path):
     """nnU-Net's preprocessor writes straight into the stage folder; ours goes through a temporary folder:
     a preprocessing that fails leaves an earlier prepared case byte-identical and nothing behind."""
     from nnunet_genesis.nnunet_v1 import layout
-    from nnunet_genesis.unlabeled import _find_preprocessor, prepare_pretraining_task
-    from nnunet_genesis.unlabeled_cases import CaseJob, preprocess_atomically
+    from nnunet_genesis.nnunet_v1.prepare import _find_preprocessor, prepare_pretraining_task
+    from nnunet_genesis.nnunet_v1.prepare_cases import CaseJob, preprocess_atomically
     folder = tmp_path / "scans"
     folder.mkdir()
     _write_scan(folder / "a.nii.gz", 31)
@@ -484,7 +484,7 @@ def test_submission_zip_write_failure_keeps_the_earlier_zip(tmp_path):
 
 
 def test_transfer_report_write_failure_is_not_a_refusal(ct_task, tmp_path):
-    from nnunet_genesis.transfer import build_generic_unet
+    from nnunet_genesis.transfer.weights import build_generic_unet
     from tests.test_finetune_e2e import PUBLISHED_KERNELS, PUBLISHED_POOLS, published_genesis_checkpoint
     weights = tmp_path / "genesis.pt"
     published_genesis_checkpoint(str(weights))
@@ -529,7 +529,7 @@ def test_prepare_write_failure_is_one_line(ct_task, tmp_path):
 
 def test_preview_write_failure_keeps_the_earlier_png(tmp_path):
     png = tmp_path / "preview.png"
-    code = ("import sys, numpy as np; from nnunet_genesis.previews import save_preview_grid; "
+    code = ("import sys, numpy as np; from nnunet_genesis.pretraining.previews import save_preview_grid; "
             "save_preview_grid({'a': np.random.default_rng(int(sys.argv[1])).random((8, 16, 16))}, sys.argv[2])")
     assert run([sys.executable, "-c", code, "1", png]).returncode == 0
     earlier = file_bytes(png)
@@ -539,7 +539,7 @@ def test_preview_write_failure_keeps_the_earlier_png(tmp_path):
 
 
 def test_atomic_write_leaves_no_partial_file(tmp_path):
-    from nnunet_genesis.atomic import WriteError, write_json_atomic
+    from nnunet_genesis.io.atomic import WriteError, write_json_atomic
     target = tmp_path / "summary.json"
     write_json_atomic({"run": 1}, str(target))
     earlier = file_bytes(target)

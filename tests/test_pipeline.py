@@ -401,7 +401,7 @@ def test_format_command_is_copy_pasteable(tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 
 TINY_TRAINERS = '''
-from nnunet_genesis.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain
+from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain
 
 
 class nnUNetTrainerV2_GenesisPretrain_PipeTiny(nnUNetTrainerV2_GenesisPretrain):

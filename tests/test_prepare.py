@@ -190,7 +190,7 @@ def test_sources_are_not_modified(prepared_ct):
 
 
 def test_rerun_skips_finished_cases_and_overwrite_redoes_them(prepared_ct, ct_task, extra_source):
-    from nnunet_genesis.unlabeled import prepare_pretraining_task
+    from nnunet_genesis.nnunet_v1.prepare import prepare_pretraining_task
     target = ct_task.load_plans_3d()
     stage_dir = os.path.join(prepared_ct["preprocessed"], "%s_stage%d"
                              % (target["data_identifier"], max(target["plans_per_stage"])))
@@ -221,7 +221,7 @@ def test_rerun_skips_finished_cases_and_overwrite_redoes_them(prepared_ct, ct_ta
 
 
 def test_channel_mismatch_is_a_clear_error_and_channels_selects(ct_task, mri_task):
-    from nnunet_genesis.unlabeled import PrepareError, prepare_pretraining_task
+    from nnunet_genesis.nnunet_v1.prepare import PrepareError, prepare_pretraining_task
     mri_test_images = os.path.join(mri_task.decathlon_dir, "imagesTs")
     first = sorted(glob.glob(os.path.join(mri_test_images, "*.nii.gz")))[0]
     with pytest.raises(PrepareError) as err:
@@ -246,7 +246,7 @@ def test_channel_mismatch_is_a_clear_error_and_channels_selects(ct_task, mri_tas
 
 
 def test_nnunet_raw_layout_groups_channels_by_suffix(mri_task):
-    from nnunet_genesis.unlabeled import discover_cases
+    from nnunet_genesis.nnunet_v1.prepare import discover_cases
     found = discover_cases([mri_task.raw_dir], expected_channels=2)
     assert not found.skipped
     assert len(found.cases) == 10    # 8 imagesTr (labelsTr ignored) + 2 imagesTs
@@ -257,7 +257,7 @@ def test_nnunet_raw_layout_groups_channels_by_suffix(mri_task):
 
 
 def test_numbered_single_files_are_not_glued_into_one_case(tmp_path):
-    from nnunet_genesis.unlabeled import discover_cases
+    from nnunet_genesis.nnunet_v1.prepare import discover_cases
     for i in range(3):
         nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.int16), np.eye(4)), str(tmp_path / ("scan_%04d.nii.gz" % i)))
     found = discover_cases([str(tmp_path)], expected_channels=1)
@@ -294,7 +294,7 @@ def test_stock_data_loader_samples_patches_from_the_prepared_task(prepared_ct, c
 
 
 def test_a_replaced_source_file_is_prepared_again(ct_task, tmp_path):
-    from nnunet_genesis.unlabeled import prepare_pretraining_task
+    from nnunet_genesis.nnunet_v1.prepare import prepare_pretraining_task
     folder = tmp_path / "changing"
     folder.mkdir()
     path = str(folder / "scan.nii.gz")

@@ -211,7 +211,7 @@ def test_bad_target_is_one_clear_line_and_a_nonzero_exit(prepared, extra_source,
                                "nnUNet_raw=%s" % os.environ["nnUNet_raw"])
     assert "nearest existing: " in lines[0]
     assert not os.path.exists(os.path.join(os.environ["nnUNet_preprocessed"], "Dataset970_GenesisFakeCT"))
-    from nnunet_genesis.cli import prepare_main
+    from nnunet_genesis.commands.cli import prepare_main
     for extra, expected in ((["-p", "nnUNetResEncUNetMPlans"], "no plans nnUNetResEncUNetMPlans.json for the "
                                                                "target Dataset961_FakeCT"),
                             (["-c", "3d_lowres"], "configuration 3d_lowres is not in the plans nnUNetPlans"),

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_genesis.checkpoints import read_checkpoint_file
+from nnunet_genesis.checkpoints.files import read_checkpoint_file
 from tests.conftest import run_stock, stock_command, subprocess_env
 
 PRETRAIN_TASK_ID = 921
@@ -23,7 +23,7 @@ PRETRAIN_TASK_ID = 921
 TINY_TRAINERS = '''
 import os
 import time
-from nnunet_genesis.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain
+from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain
 
 
 class GenesisPretrain_Tiny(nnUNetTrainerV2_GenesisPretrain):
@@ -34,7 +34,7 @@ class GenesisPretrain_Tiny(nnUNetTrainerV2_GenesisPretrain):
     # output is flat until it has trained for far longer than this test runs.
     genesis_recipe = "adamw_identity_start"
     # two-iteration epochs: the diagnostics cost more than training, so the default 10 % share would skip
-    # epoch 1 (nnunet_genesis/diagnostics_schedule.py); this test checks that every epoch can be scored
+    # epoch 1 (nnunet_genesis/pretraining/schedule.py); this test checks that every epoch can be scored
     genesis_diagnostics_share = 1.0
 
     def __init__(self, *args, **kwargs):

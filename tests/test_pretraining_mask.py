@@ -4,10 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from nnunet_genesis.pretraining import RestorationAccumulator, RestorationLoss, central_patch, outside_as_nan
-from nnunet_genesis.recipes import RECIPES, transform_kwargs
-from nnunet_genesis.restoration import R2Sums, distorted_pairs, mean_answer, score_pairs
-from nnunet_genesis.transforms import GenesisTransform, PairedFlipTransform, inside_image
+from nnunet_genesis.pretraining.loss import RestorationAccumulator, RestorationLoss
+from nnunet_genesis.pretraining.validation import central_patch, outside_as_nan
+from nnunet_genesis.pretraining.recipes import RECIPES, transform_kwargs
+from nnunet_genesis.pretraining.scores import R2Sums, distorted_pairs, mean_answer, score_pairs
+from nnunet_genesis.distortions.composite import GenesisTransform, inside_image
+from nnunet_genesis.distortions.transforms import PairedFlipTransform
 
 
 def _batch(rng, shape=(2, 2, 12, 14, 10)):
@@ -117,7 +119,7 @@ def test_outside_as_nan_from_the_seg_channel():
 
 
 def test_v2_transform_passes_the_segmentation():
-    from nnunet_genesis.nnunet_v2.transforms import GenesisRestorationTransform
+    from nnunet_genesis.nnunet_v2.augmentation import GenesisRestorationTransform
     rng = np.random.default_rng(6)
     image = torch.from_numpy(rng.normal(size=(1, 8, 8, 8)).astype(np.float32))
     segmentation = torch.zeros((1, 8, 8, 8), dtype=torch.int16)
@@ -131,7 +133,7 @@ def test_v2_transform_passes_the_segmentation():
 def test_a_network_as_good_as_its_input_is_not_collapsed_where_identity_is_below_a_constant():
     """Small cases: distortions pull padding into the image, so handing the input back can score below the
     mean inside the image; a network doing that well has not collapsed (restoration.collapse_reasons)."""
-    from nnunet_genesis.restoration import collapse_reasons
+    from nnunet_genesis.pretraining.scores import collapse_reasons
     kinds = ("local_shuffle", "in_painting")
     copying = {k: {"network": -0.41, "identity": -0.43, "mean": 0.0, "variance_ratio": 1.9} for k in kinds}
     flat = {k: {"network": -0.5, "identity": -0.43, "mean": 0.0, "variance_ratio": 1.9} for k in kinds}

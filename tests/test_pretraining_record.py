@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from nnunet_genesis.pretraining_record import (ALLOW_UNLEARNED_ENV, LEARNED, NOT_LEARNED, UNKNOWN, describe,
+from nnunet_genesis.checkpoints.pretraining_record import (ALLOW_UNLEARNED_ENV, LEARNED, NOT_LEARNED, UNKNOWN, describe,
                                                read_record, refusal)
-from nnunet_genesis.restoration import DISTORTIONS, collapse_reasons
+from nnunet_genesis.pretraining.scores import DISTORTIONS, collapse_reasons
 
 # the held-out run of issue #18 at 1,000 iterations: below identity on shuffling and in-painting
 BELOW = {"local_shuffle": (0.537, 0.592, 0.0), "in_painting": (0.549, 0.683, 0.0), "non_linear": (0.366, 0.1, 0.0),
@@ -107,7 +107,7 @@ def test_v2_checkpoint_name_reads_the_same_record(tmp_path):
 
 
 def test_collapse_warning_says_what_to_do():
-    from nnunet_genesis.restoration import collapse_warning
+    from nnunet_genesis.pretraining.scores import collapse_warning
     text = collapse_warning(["restored patches are flat"])
     assert "README" not in text
     assert "genesis_recipe" in text and "adamw_inpaint_inside" in text
@@ -171,8 +171,8 @@ def test_stock_train_proceeds_when_allowed_and_reports_the_verdict(unlearned):
 def test_trainer_setting_allows_what_the_environment_would(tmp_path):
     """genesis_allow_unlearned = True (a trainer variant, e.g. the demo's) takes a 'not learned' checkpoint,
     printing its verdict; without it the same call is refused (the function both trainers call)."""
-    from nnunet_genesis.finetuning import PretrainedWeightsRefused, transfer_for_training
-    from nnunet_genesis.transfer import build_generic_unet
+    from nnunet_genesis.transfer.finetuning import PretrainedWeightsRefused, transfer_for_training
+    from nnunet_genesis.transfer.weights import build_generic_unet
     from tests.test_finetune_e2e import published_genesis_checkpoint
     weights = write_record(str(tmp_path / "pretrain"), scores(BELOW))
     published_genesis_checkpoint(weights)

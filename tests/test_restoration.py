@@ -1,4 +1,4 @@
-"""Restoration diagnostics (nnunet_genesis/restoration.py) on hand-made cases, the recipes' schedules,
+"""Restoration diagnostics (nnunet_genesis/pretraining/scores.py) on hand-made cases, the recipes' schedules,
 and the pretraining trainer's learning rate read back after several epochs (no training)."""
 import json
 import os
@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from nnunet_genesis.recipes import RECIPES, Recipe, learning_rate
-from nnunet_genesis.restoration import (DISTORTIONS, R2Sums, collapse_reasons, collapse_warning, distorted_pairs,
+from nnunet_genesis.pretraining.recipes import RECIPES, Recipe, learning_rate
+from nnunet_genesis.pretraining.scores import (DISTORTIONS, R2Sums, collapse_reasons, collapse_warning, distorted_pairs,
                                         format_scores, mean_answer, plot_history, restoration_verdict, score_pairs,
                                         single_distortion)
 
@@ -50,7 +50,7 @@ def test_baselines_on_hand_made_pairs():
 
 
 def test_template_baseline_is_the_voxelwise_mean_of_the_originals():
-    from nnunet_genesis.restoration import template_answer
+    from nnunet_genesis.pretraining.scores import template_answer
     a, b = np.zeros((1, 1, 1, 2)), np.array([[[[2.0, 4.0]]]])
     assert np.array_equal(template_answer([a, b]), np.array([[[[1.0, 2.0]]]]))
     # template (1, 2) against a = (0, 0): SSE 5, SST 0; against b: SSE 5, SST 2 -> R^2 = 1 - 10 / 2
@@ -155,7 +155,7 @@ def test_recipe_schedules():
     assert learning_rate(sgd, 0.5) == pytest.approx(0.01 * 0.5 ** 0.9)
     assert all(learning_rate(RECIPES["published_sgd"], t) == 0.1 for t in (0, 0.3, 0.99))
     with pytest.raises(ValueError):
-        from nnunet_genesis.recipes import make_optimizer
+        from nnunet_genesis.pretraining.recipes import make_optimizer
         make_optimizer(Recipe("x", "rmsprop", 1.0), [])
 
 
@@ -167,7 +167,7 @@ def _pretrainer(cls, task, output_folder):
 
 
 def test_published_variant_keeps_its_constant_rate_after_several_epochs(ct_task, tmp_path):
-    from nnunet_genesis.trainers import nnUNetTrainerV2_GenesisPretrain, nnUNetTrainerV2_GenesisPretrain_Published
+    from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_GenesisPretrain, nnUNetTrainerV2_GenesisPretrain_Published
     published = _pretrainer(nnUNetTrainerV2_GenesisPretrain_Published, ct_task, tmp_path / "published")
     for epoch in (0, 5, 50, 500):
         published.maybe_update_lr(epoch)
@@ -182,7 +182,7 @@ def test_published_variant_keeps_its_constant_rate_after_several_epochs(ct_task,
 
 def test_residual_output_adds_the_input(ct_task, tmp_path):
     import torch
-    from nnunet_genesis.trainers import nnUNetTrainerV2_GenesisPretrain, nnUNetTrainerV2_GenesisPretrain_Residual
+    from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_GenesisPretrain, nnUNetTrainerV2_GenesisPretrain_Residual
     residual = _pretrainer(nnUNetTrainerV2_GenesisPretrain_Residual, ct_task, tmp_path / "r")
     direct = _pretrainer(nnUNetTrainerV2_GenesisPretrain, ct_task, tmp_path / "d")
     assert RECIPES[residual.genesis_recipe].residual and not RECIPES[direct.genesis_recipe].residual
@@ -195,7 +195,7 @@ def test_residual_output_adds_the_input(ct_task, tmp_path):
 
 
 def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path):
-    from nnunet_genesis.atomic import atomic_write, write_json_atomic
+    from nnunet_genesis.io.atomic import atomic_write, write_json_atomic
     path = str(tmp_path / "summary.json")
     write_json_atomic({"a": 1}, path)
     before = open(path, "rb").read()
@@ -218,10 +218,11 @@ def _inpainted_share(transform, n=300, side=24):
 
 
 def test_the_recipe_sets_the_share_of_in_painted_training_patches(ct_task, tmp_path):
-    from nnunet_genesis.recipes import DEFAULT_RECIPE, transform_kwargs
-    from nnunet_genesis.trainers import nnUNetTrainerV2_GenesisPretrain, nnUNetTrainerV2_GenesisPretrain_AdamW
-    from nnunet_genesis.transforms import (PUBLISHED_P_INPAINT, GenesisTransform, LocalPixelShuffleTransform,
-                                           NonLinearIntensityTransform, PairedFlipTransform)
+    from nnunet_genesis.pretraining.recipes import DEFAULT_RECIPE, transform_kwargs
+    from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_GenesisPretrain, nnUNetTrainerV2_GenesisPretrain_AdamW
+    from nnunet_genesis.distortions.composite import PUBLISHED_P_INPAINT, GenesisTransform
+    from nnunet_genesis.distortions.transforms import (LocalPixelShuffleTransform, NonLinearIntensityTransform,
+                                                       PairedFlipTransform)
     assert transform_kwargs(RECIPES["adamw"]) == {"p_inpaint": PUBLISHED_P_INPAINT}
     assert transform_kwargs(RECIPES["adamw_inpaint"], {"p_inpaint": 0.5, "p_paint": 1.0}) == \
         {"p_inpaint": 0.5, "p_paint": 1.0}     # a trainer's genesis_transform_kwargs win over the recipe

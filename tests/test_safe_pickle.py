@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from nnunet_genesis import safe_pickle
+from nnunet_genesis.io import safe_pickle
 
 
 class _RunsCode:

@@ -20,7 +20,7 @@ ROOTS = ("nnunet_genesis", "competition", "evaluation")
 LAYERS = ("competition", "evaluation", "nnunet_genesis")
 LINE_LIMIT = 400
 LONG_MODULES = {   # path: the one idea that keeps it in one file (also in the module map, docs/architecture.md)
-    "nnunet_genesis/transforms.py": "the Models Genesis distortions as batchgenerators transforms",
+    "nnunet_genesis/distortions/": "the Models Genesis distortions as batchgenerators transforms",
     "evaluation/evaluate.py": "scoring a folder of predictions against references",
     "competition/submission.py": "building and validating the Decathlon submission",
 }
@@ -148,7 +148,7 @@ def setup_packages(setup_text):
 @pytest.fixture(scope="module")
 def modules():
     found = module_files()
-    assert "nnunet_genesis.transfer" in found and "competition.pipeline" in found and "evaluation.metrics" in found
+    assert "nnunet_genesis.transfer.weights" in found and "competition.pipeline" in found and "evaluation.metrics" in found
     return found
 
 
@@ -159,8 +159,8 @@ def graph(modules):
 
 def test_the_graph_sees_known_imports(graph):
     """The reader finds imports we know are there (a top-level one and one inside a function)."""
-    assert "nnunet_genesis.transfer_rules" in graph["nnunet_genesis.transfer"]
-    assert "nnunet_genesis.trainers" in graph["nnunet_genesis.integration"]   # inside find_genesis_trainer
+    assert "nnunet_genesis.transfer.rules" in graph["nnunet_genesis.transfer.weights"]
+    assert "nnunet_genesis.nnunet_v1.trainers" in graph["nnunet_genesis.integration"]   # inside find_genesis_trainer
     assert "evaluation.tasks" in graph["competition.submission"]
 
 

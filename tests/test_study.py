@@ -20,7 +20,7 @@ from competition.study_records import RECOMPUTE, REFUSE, POLICY, changes, decide
 from competition.study_report import (MANIFEST, NO_RECORD, draw_study, format_study_markdown, pretraining_verdict,
                                       write_study_outputs)
 from competition.study_stats import paired_over_seeds, signed_rank_exact, t_interval
-from nnunet_genesis.atomic import WriteError
+from nnunet_genesis.io.atomic import WriteError
 
 CASES = ["case_%02d" % i for i in range(10)]
 

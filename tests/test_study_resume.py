@@ -26,8 +26,8 @@ from tests.test_study_checks import write_ct_test_labels
 TINY_TRAINERS = '''
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 
-from nnunet_genesis.trainers import nnUNetTrainerV2_Genesis
-from nnunet_genesis.trainers.base import GenesisTrainerBase
+from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis
+from nnunet_genesis.nnunet_v1.trainers.base import GenesisTrainerBase
 
 
 class TinyBudget:

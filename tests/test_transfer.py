@@ -1,4 +1,4 @@
-"""Tests of nnunet_genesis.transfer: adaptive loading of pretrained Generic_UNet weights (no training).
+"""Tests of nnunet_genesis.transfer.weights: adaptive loading of pretrained Generic_UNet weights (no training).
 
 Expectations are computed independently of the implementation: rule properties are checked through
 torch.nn.functional convolutions, stage alignment through key mappings written out by hand, and
@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nnunet_genesis.transfer import (
+from nnunet_genesis.transfer.weights import (
     CheckpointError,
     TransferRefused,
     TransferReport,

@@ -14,9 +14,9 @@ import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
 from torch import nn
 
-from nnunet_genesis.transfer import (TransferRefused, TransferReport, build_generic_unet, load_state_dict_from_checkpoint,
+from nnunet_genesis.transfer.weights import (TransferRefused, TransferReport, build_generic_unet, load_state_dict_from_checkpoint,
                                      plan_transfer, transfer_weights)
-from nnunet_genesis.transfer_rules import canonical_keys
+from nnunet_genesis.transfer.rules import canonical_keys
 from tests.gpu_saved import save_as_if_on_gpu
 
 FULL = "encoder+decoder"

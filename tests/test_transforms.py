@@ -1,4 +1,4 @@
-"""Invariants of the Models Genesis transforms (nnunet_genesis.transforms) and their previews."""
+"""Invariants of the Models Genesis transforms (nnunet_genesis.distortions) and their previews."""
 import copy
 import itertools
 import multiprocessing
@@ -8,8 +8,9 @@ import pickle
 import numpy as np
 import pytest
 
-from nnunet_genesis import transforms as T
-from nnunet_genesis.previews import preview_transforms, save_preview_grid
+from nnunet_genesis import distortions as T
+from nnunet_genesis.distortions import random_state
+from nnunet_genesis.pretraining.previews import preview_transforms, save_preview_grid
 
 SHAPE = (20, 24, 30)  # Z, Y, X: small, anisotropic, every axis >= 10 so windows have room
 
@@ -441,7 +442,7 @@ def test_pickled_or_copied_transform_rederives_its_stream_per_process(monkeypatc
 
     outputs = {}
     for worker_pid in (10_001, 10_002):
-        monkeypatch.setattr(T.os, "getpid", lambda pid=worker_pid: pid)
+        monkeypatch.setattr(random_state.os, "getpid", lambda pid=worker_pid: pid)
         outputs[worker_pid] = pickle.loads(pickle.dumps(transform))(data=patch)["data"]
         again = pickle.loads(pickle.dumps(transform))(data=patch)["data"]
         assert np.array_equal(outputs[worker_pid], again), "a worker's stream depends only on seed and pid"

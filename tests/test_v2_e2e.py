@@ -29,7 +29,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from nnunet_genesis.recipes import RECIPES, learning_rate
+from nnunet_genesis.pretraining.recipes import RECIPES, learning_rate
 from tests.conftest import run_stock, stock_command, subprocess_env
 from tests.msd_fixtures import _save_nifti, make_ct_case
 from tests.nnssl_format import (PRIMUS_KEYS, RESENC_KEYS, build_like_nnunet_master, load_like_nnunet_master,

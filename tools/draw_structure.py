@@ -68,7 +68,7 @@ def draw(graph, level, path, title):
     ax.axis("off")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    from nnunet_genesis.atomic import save_figure_atomic
+    from nnunet_genesis.io.atomic import save_figure_atomic
     save_figure_atomic(fig, path, dpi=72)
     plt.close(fig)
 

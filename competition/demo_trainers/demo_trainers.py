@@ -10,9 +10,9 @@ import os
 
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 
-from nnunet_genesis.trainers import (nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisEncoderDecoder,
+from nnunet_genesis.nnunet_v1.trainers import (nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisEncoderDecoder,
                                      nnUNetTrainerV2_GenesisPretrain)
-from nnunet_genesis.trainers.base import GenesisTrainerBase
+from nnunet_genesis.nnunet_v1.trainers.base import GenesisTrainerBase
 
 
 def _scale():
@@ -59,7 +59,7 @@ class nnUNetTrainerV2_Genesis_Demo(DemoBudget, nnUNetTrainerV2_Genesis):
 
 class nnUNetTrainerV2_Scratch_Demo(DemoBudget, GenesisTrainerBase, nnUNetTrainerV2):
     """Stock nnUNetTrainerV2 with the demo's budget (GenesisTrainerBase only stops its augmentation
-    workers when training ends, see nnunet_genesis/trainers/base.py)."""
+    workers when training ends, see nnunet_genesis/nnunet_v1/trainers/base.py)."""
 
 
 class nnUNetTrainerV2_GenesisEncoder_Demo(nnUNetTrainerV2_Genesis_Demo):

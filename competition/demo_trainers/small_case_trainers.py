@@ -5,7 +5,7 @@ the diagnostics score held-out cases. One class per compared recipe; nothing els
 """
 import os
 
-from nnunet_genesis.trainers import nnUNetTrainerV2_GenesisPretrain
+from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_GenesisPretrain
 
 
 class SmallBudget:

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import List, Mapping, Optional
 
-from nnunet_genesis import safe_pickle
+from nnunet_genesis.io import safe_pickle
 
 RAW_BASE_VARIABLE = "nnUNet_raw_data_base"
 PREPROCESSED_VARIABLE = "nnUNet_preprocessed"

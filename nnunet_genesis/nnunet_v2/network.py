@@ -38,7 +38,7 @@ def preprocessed_volumes(folder: str, keys=None, max_cases=None) -> dict:
     """Preprocessed cases of a configuration's data ``folder`` (``keys``, default all, sorted; at most
     ``max_cases``) as float32 (C, X, Y, Z) arrays, read with the dataset class nnU-Net would use, NaN where the
     case's seg says the voxel is outside the image (left out of the restoration scores, as the trainers score)."""
-    from nnunet_genesis.pretraining import outside_as_nan
+    from nnunet_genesis.pretraining.validation import outside_as_nan
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
     dataset_class = infer_dataset_class(folder)
     keys = sorted(dataset_class.get_identifiers(folder) if keys is None else keys)

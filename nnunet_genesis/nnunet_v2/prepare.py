@@ -1,10 +1,10 @@
 """Unlabeled volumes -> an nnU-Net v2 pretraining dataset preprocessed with a *target* dataset's plans.
 
-The v2 counterpart of :mod:`nnunet_genesis.unlabeled` (v1), with the same idea: the unlabeled volumes are
+The v2 counterpart of :mod:`nnunet_genesis.nnunet_v1.prepare` (v1), with the same idea: the unlabeled volumes are
 preprocessed exactly as nnU-Net v2 preprocessed the target's labelled cases, so that the network pretrained on
 them is the network nnU-Net fine-tunes, fed data that look alike:
 
-* the sources are found by :func:`nnunet_genesis.unlabeled_discovery.discover_cases`, unchanged (Decathlon
+* the sources are found by :func:`nnunet_genesis.io.unlabeled_sources.discover_cases`, unchanged (Decathlon
   folders, nnU-Net raw folders, plain folders, single files, .mhd ...; bad files skipped with the reason);
 * every case goes through nnunetv2 2.8.1's own preprocessor, the class the target's configuration names
   (normally ``DefaultPreprocessor``, ``nnunetv2/preprocessing/preprocessors/default_preprocessor.py``), with
@@ -38,16 +38,16 @@ import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from nnunet_genesis import safe_pickle
-from nnunet_genesis.atomic import as_write_error, is_write_failure, make_dirs
-from nnunet_genesis.integrity import error_text
+from nnunet_genesis.io import safe_pickle
+from nnunet_genesis.io.atomic import as_write_error, is_write_failure, make_dirs
+from nnunet_genesis.io.integrity import error_text
 from nnunet_genesis.nnunet_v2 import layout
-from nnunet_genesis.unlabeled import (REPORT_NAME, case_entries, finished_case_ids, print_skipped, print_summary,
+from nnunet_genesis.nnunet_v1.prepare import (REPORT_NAME, case_entries, finished_case_ids, print_skipped, print_summary,
                                       refuse_nothing_prepared, refuse_outputs_inside_sources, run_warnings,
                                       write_json_lenient)
-from nnunet_genesis.unlabeled_cases import (check_resampled_size, run_case_jobs, source_signature,
+from nnunet_genesis.nnunet_v1.prepare_cases import (check_resampled_size, run_case_jobs, source_signature,
                                             write_raw_channels)
-from nnunet_genesis.unlabeled_discovery import Case, PrepareError, discover_cases
+from nnunet_genesis.io.unlabeled_sources import Case, PrepareError, discover_cases
 
 PRETRAIN_TRAINER = "nnUNetTrainer_GenesisPretrain"
 DEFAULT_PLANS_IDENTIFIER = layout.DEFAULT_PLANS_IDENTIFIER

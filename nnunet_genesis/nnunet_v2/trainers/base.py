@@ -1,0 +1,10 @@
+"""What both v2 Genesis trainers share.
+
+Split from ``nnunet_genesis.nnunet_v2.trainers`` (issue #20).
+"""
+
+
+def plain_network(network):
+    """The module inside DistributedDataParallel (``.module``) and torch.compile (``._orig_mod``) wrappers."""
+    network = getattr(network, "module", network)
+    return getattr(network, "_orig_mod", network)

@@ -20,7 +20,6 @@ ROOTS = ("nnunet_genesis", "competition", "evaluation")
 LAYERS = ("competition", "evaluation", "nnunet_genesis")
 LINE_LIMIT = 400
 LONG_MODULES = {   # path: the one idea that keeps it in one file (also in the module map, docs/architecture.md)
-    "nnunet_genesis/distortions/": "the Models Genesis distortions as batchgenerators transforms",
     "evaluation/evaluate.py": "scoring a folder of predictions against references",
     "competition/submission.py": "building and validating the Decathlon submission",
 }

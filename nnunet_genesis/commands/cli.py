@@ -83,7 +83,7 @@ def transfer_main(argv=None):
     Exit status: 0 the transfer would be accepted, 1 it would be refused, 2 bad input (among it
     non-finite weights), 4 the report could not be written.
     """
-    from nnunet_genesis.transfer.weights import DEFAULT_MODE, MODES
+    from nnunet_genesis.transfer.report import DEFAULT_MODE, MIN_ENCODER_FRACTION, MODES
     parser = argparse.ArgumentParser(
         prog="nnUNet_genesis_transfer",
         description="Print the transfer report of pretrained weights W into the network nnU-Net planned for "
@@ -100,7 +100,7 @@ def transfer_main(argv=None):
     add_version_arguments(parser)
     parser.add_argument("--mode", default=DEFAULT_MODE, choices=MODES,
                         help="what is transferred (default %(default)s, as nnUNetTrainerV2_Genesis)")
-    parser.add_argument("--min_encoder_fraction", type=float, default=0.5)
+    parser.add_argument("--min_encoder_fraction", type=float, default=MIN_ENCODER_FRACTION)
     parser.add_argument("--allow_partial", action="store_true", help="accept less than --min_encoder_fraction")
     parser.add_argument("--strict", action="store_true", help="refuse anything not transferred")
     parser.add_argument("-o", "--output", help="also write the report as JSON here")

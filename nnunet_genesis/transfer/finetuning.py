@@ -16,7 +16,7 @@ of them after the warm-up.
 """
 from typing import Dict, Iterable, List, Sequence
 
-from nnunet_genesis.transfer.report import DEFAULT_MODE
+from nnunet_genesis.transfer.report import DEFAULT_MODE, MIN_ENCODER_FRACTION
 
 
 FRESH, TRANSFERRED = "fresh", "transferred"
@@ -26,7 +26,7 @@ class FineTuneSettings:
     """What a fine-tuning variant may change, as class attributes: the defaults of the v1
     (``nnUNetTrainerV2_Genesis``) and v2 (``nnUNetTrainer_Genesis``) trainers alike."""
     genesis_transfer_mode = DEFAULT_MODE       # "encoder"; or "encoder+decoder"
-    genesis_min_encoder_fraction = 0.5         # below this the transfer is refused ...
+    genesis_min_encoder_fraction = MIN_ENCODER_FRACTION         # below this the transfer is refused ...
     genesis_allow_partial = False              # ... unless this is True
     genesis_strict = False                     # True: refuse anything not transferred
     # 10 of nnU-Net's 1000 epochs (2,500 iterations): ample for 1x1x1 heads to settle, 1 % of the budget.

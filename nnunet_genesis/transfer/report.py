@@ -20,6 +20,8 @@ MODES = ("encoder", "encoder+decoder")
 # Measured with nnUNet_genesis_study on the validation cases (README, "Does pretraining help?"):
 # the encoder alone transfers better than encoder + decoder; as MIC-DKFZ's nnssl fine-tunes.
 DEFAULT_MODE = "encoder"
+# the acceptance policy's default: a transfer covering less of the encoder's parameters is refused
+MIN_ENCODER_FRACTION = 0.5
 TRANSFERRED = ("loaded", "adapted")
 STATUSES = ("loaded", "adapted", "skipped", "not_in_source", "excluded")
 PARTS = ("encoder", "decoder", "seg_outputs", "other")
@@ -123,7 +125,7 @@ class TransferReport:
             fresh += [alias for alias, key in self.aliases.items() if key in names]
         return fresh
 
-    def refusal_reasons(self, min_encoder_fraction: float = 0.5, allow_partial: bool = False,
+    def refusal_reasons(self, min_encoder_fraction: float = MIN_ENCODER_FRACTION, allow_partial: bool = False,
                         strict: bool = False) -> list[str]:
         """Why this transfer must not be used under the given policy (empty list: accepted)."""
         reasons = []
@@ -243,7 +245,7 @@ class TransferRefused(RuntimeError):
         super().__init__(f"pretrained weight transfer refused: {text}\n{report.format(show_loaded=False)}")
 
 
-def check_transfer_accepted(report: TransferReport, min_encoder_fraction: float = 0.5,
+def check_transfer_accepted(report: TransferReport, min_encoder_fraction: float = MIN_ENCODER_FRACTION,
                             allow_partial: bool = False, strict: bool = False) -> None:
     """Raise :class:`TransferRefused` unless ``report`` is acceptable under the given policy."""
     reasons = report.refusal_reasons(min_encoder_fraction, allow_partial, strict)

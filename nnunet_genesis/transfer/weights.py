@@ -45,7 +45,7 @@ from nnunet_genesis.checkpoints.files import (CheckpointError, _strip_wrapper_pr
                                         read_checkpoint_file)
 from nnunet_genesis.nnunet_v1 import layout
 from nnunet_genesis.nnunet_v1.network import build_generic_unet, build_network_from_plans  # noqa: F401 (re-exported)
-from nnunet_genesis.transfer.report import (DEFAULT_MODE, MODES, PARTS, STATUSES, TRANSFERRED,  # noqa: F401
+from nnunet_genesis.transfer.report import (DEFAULT_MODE, MIN_ENCODER_FRACTION, MODES, PARTS, STATUSES, TRANSFERRED,  # noqa: F401
                                             TransferEntry, TransferRefused, TransferReport, check_transfer_accepted)
 from nnunet_genesis.transfer.rules import (_Role, _adapt, _assign_roles, adapt_conv_kernel,  # noqa: F401
                                            adapt_input_channels, adapt_transposed_conv_kernel, canonical_keys)
@@ -166,7 +166,7 @@ def plan_transfer(target_state_dict: Mapping[str, torch.Tensor], source_state_di
 
 
 def transfer_weights(network: nn.Module, source, mode: str = DEFAULT_MODE, include_seg_outputs: bool = False,
-                     min_encoder_fraction: float = 0.5, allow_partial: bool = False,
+                     min_encoder_fraction: float = MIN_ENCODER_FRACTION, allow_partial: bool = False,
                      strict: bool = False) -> TransferReport:
     """Load what ``source`` offers into ``network`` (a Generic_UNet or an nnU-Net v2 PlainConvUNet /
     ResidualEncoderUNet) by the rules of the module docstring.
@@ -212,7 +212,7 @@ def transfer_weights(network: nn.Module, source, mode: str = DEFAULT_MODE, inclu
 
 
 def plan_transfer_for_task(weights, task, model="3d_fullres", plans_identifier=layout.DEFAULT_PLANS_IDENTIFIER,
-                           mode=DEFAULT_MODE, min_encoder_fraction=0.5, allow_partial=False,
+                           mode=DEFAULT_MODE, min_encoder_fraction=MIN_ENCODER_FRACTION, allow_partial=False,
                            strict=False) -> TransferReport:
     """Dry run of ``nnUNetTrainerV2_Genesis -pretrained_weights weights`` on a planned task.
 
@@ -237,7 +237,7 @@ def plan_transfer_for_task(weights, task, model="3d_fullres", plans_identifier=l
 
 
 def plan_transfer_for_dataset(weights, dataset, configuration=None, plans_identifier=None, mode=DEFAULT_MODE,
-                              min_encoder_fraction=0.5, allow_partial=False, strict=False) -> TransferReport:
+                              min_encoder_fraction=MIN_ENCODER_FRACTION, allow_partial=False, strict=False) -> TransferReport:
     """Dry run of ``nnUNetTrainer_Genesis -pretrained_weights weights`` on a planned nnU-Net v2 dataset (id or
     name), ``configuration`` (default 3d_fullres) of the plans ``plans_identifier`` (default nnUNetPlans): the
     network nnUNetTrainer builds (:func:`nnunet_genesis.nnunet_v2.network.build_network`), then the same

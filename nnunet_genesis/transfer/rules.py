@@ -290,6 +290,15 @@ def adapt_input_channels(weight: torch.Tensor, new_channels: int) -> torch.Tenso
     return (summed / new_channels).repeat_interleave(new_channels, dim=1)
 
 
+def _differing_axes(weight: torch.Tensor, target_kernel):
+    """``(axis, tensor dim, source size, target size)`` for each spatial axis where ``weight``'s kernel (its
+    dims 2, 3, 4) differs from ``target_kernel``."""
+    for axis, new in enumerate(int(k) for k in target_kernel):
+        old = weight.shape[2 + axis]
+        if old != new:
+            yield axis, 2 + axis, old, new
+
+
 def adapt_conv_kernel(weight: torch.Tensor, target_kernel) -> tuple[torch.Tensor | None, str]:
     """Rule (b): adapt the spatial kernel of a convolution weight ``(out, in, *k)`` to ``target_kernel``.
 
@@ -297,13 +306,8 @@ def adapt_conv_kernel(weight: torch.Tensor, target_kernel) -> tuple[torch.Tensor
     ``1 -> k`` (odd) puts the kernel in the centre slice, zeros elsewhere (slice-wise response
     unchanged).  Returns ``(adapted weight, description)`` or ``(None, reason)`` when no rule applies.
     """
-    target_kernel = tuple(int(k) for k in target_kernel)
     notes = []
-    for axis, new in enumerate(target_kernel):
-        dim = 2 + axis
-        old = weight.shape[dim]
-        if old == new:
-            continue
+    for axis, dim, old, new in _differing_axes(weight, target_kernel):
         if new == 1:
             weight = weight.sum(dim=dim, keepdim=True)
             notes.append(f"kernel axis {axis} {old}->1 summed")
@@ -326,13 +330,8 @@ def adapt_transposed_conv_kernel(weight: torch.Tensor, target_kernel) -> tuple[t
     by ``r``); ``k_new = r k_old`` repeats each tap ``r`` times (output = source output repeated ``r``
     times).  Returns ``(adapted weight, description)`` or ``(None, reason)``.
     """
-    target_kernel = tuple(int(k) for k in target_kernel)
     notes = []
-    for axis, new in enumerate(target_kernel):
-        dim = 2 + axis
-        old = weight.shape[dim]
-        if old == new:
-            continue
+    for axis, dim, old, new in _differing_axes(weight, target_kernel):
         if old % new == 0:
             ratio = old // new
             shape = list(weight.shape)

@@ -1,9 +1,11 @@
 """The composite Models Genesis distortion (``GenesisTransform``): paired flip, then per channel shuffling, the intensity map and painting, with its mix.
 """
 from typing import Mapping, Optional
+
 import numpy as np
-from nnunet_genesis.distortions.functions import SeedLike, apply_lookup_table, intensity_range
-from nnunet_genesis.distortions.random_state import GenesisRandomTransform
+
+from nnunet_genesis.distortions.functions import apply_lookup_table, intensity_range
+from nnunet_genesis.distortions.random_state import GenesisRandomTransform, SeedLike
 from nnunet_genesis.distortions.transforms import (InPaintingTransform, LocalPixelShuffleTransform,
                                                    NonLinearIntensityTransform, OutPaintingTransform,
                                                    PairedFlipTransform)

@@ -1,13 +1,14 @@
 """The Models Genesis distortions as small pure functions (numpy in, numpy out), one idea each.
 """
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
+
 import numpy as np
+
 from nnunet_genesis.distortions.kernels import (fill_uniform_kernel, lookup_kernel, outpaint_kernel,
                                               shuffle_windows_kernel)
 
 Box = Tuple[slice, slice, slice]
 
-SeedLike = Union[None, int, np.random.SeedSequence, np.random.Generator]
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """Per-process random state of the distortion transforms: a Generator that batchgenerators' worker processes never share.
 """
 import os
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Union
+
 import numpy as np
 from batchgenerators.transforms.abstract_transforms import AbstractTransform
-from nnunet_genesis.distortions.functions import SeedLike
+
+SeedLike = Union[None, int, np.random.SeedSequence, np.random.Generator]
 
 
 class GenesisRandomTransform(AbstractTransform):

@@ -1,13 +1,15 @@
 """Each Models Genesis distortion as a batchgenerators transform (thin classes over ``functions``).
 """
 from typing import List, Optional, Sequence, Tuple
+
 import numpy as np
-from nnunet_genesis.distortions.functions import (Box, SeedLike, apply_lookup_table, bezier_lookup_table,
+
+from nnunet_genesis.distortions.functions import (Box, apply_lookup_table, bezier_lookup_table,
                                                   draw_flip_axes, fill_uniform, intensity_range, paint_outside,
                                                   sample_bezier_control_points, sample_inpainting_boxes,
                                                   sample_outpainting_windows, sample_shuffle_windows,
                                                   shuffle_windows, windows_touching)
-from nnunet_genesis.distortions.random_state import GenesisRandomTransform
+from nnunet_genesis.distortions.random_state import GenesisRandomTransform, SeedLike
 
 
 class PairedFlipTransform(GenesisRandomTransform):

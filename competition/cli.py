@@ -3,7 +3,7 @@ import os
 import argparse
 import sys
 
-from nnunet_genesis.commands.cli import command
+from nnunet_genesis.commands.wrapper import command
 
 
 @command("nnUNet_genesis_submission")

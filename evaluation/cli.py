@@ -5,7 +5,7 @@ import sys
 from typing import List, Optional
 
 from evaluation.evaluate import DEFAULT_TOLERANCE_MM, EvaluationError, default_num_processes
-from nnunet_genesis.commands.cli import command
+from nnunet_genesis.commands.wrapper import command
 
 
 def _add_scoring_options(parser: argparse.ArgumentParser) -> None:

@@ -27,13 +27,14 @@ from evaluation.evaluate import (PER_CASE_FILE, SUMMARY_FILE, EvaluationError, e
                                  list_cases, read_per_case_csv, _json_safe)
 from evaluation.metrics import METRICS
 from nnunet_genesis.io.atomic import output_set, refuse_output_inside_inputs, save_figure_atomic
-from nnunet_genesis.nnunet_v1 import layout as v1_layout
-from nnunet_genesis.nnunet_v2 import layout as v2_layout
+from nnunet_genesis.io import raw_dataset
+from nnunet_genesis.nnunet_v1 import names as v1_names
+from nnunet_genesis.nnunet_v2 import names as v2_names
 
 METRIC_TITLES = {"dice": "Dice", "nsd": "NSD", "hd95": "HD95 (mm)"}
 HIGHER_IS_BETTER = {"dice": True, "nsd": True, "hd95": False}
 TASK_PATTERN = re.compile(r"^(Task|Dataset)\d{3}_[A-Za-z0-9_\-]+$")  # v1 task or v2 dataset folder
-FOLD_PREDICTIONS = ("validation_raw", "validation")  # a fold's validation predictions: v1, v2
+FOLD_PREDICTIONS = (v1_names.VALIDATION_FOLDER, v2_names.VALIDATION_FOLDER)  # a fold's validation predictions
 
 
 # --------------------------------------------------------------------------- statistics
@@ -228,15 +229,16 @@ def find_reference_labels(fold_dir: str, ref_dir: Optional[str] = None) -> str:
     if task is None:
         raise EvaluationError("cannot tell the task of %s (no TaskXXX_Name or DatasetXXX_Name folder in its path); "
                               "pass --ref LABELS_DIR" % fold_dir)
-    if v2_layout.is_dataset_name(task):
-        raw = os.environ.get(v2_layout.RAW_VARIABLE)
+    if v2_names.is_dataset_name(task):
+        raw = os.environ.get(v2_names.RAW_VARIABLE)
         raw_task = os.path.join(raw, task) if raw else None
     else:
-        raw = os.environ.get(v1_layout.RAW_BASE_VARIABLE)
-        raw_task = os.path.join(raw, v1_layout.RAW_DATA_FOLDER, task) if raw else None
-    candidates = [os.path.join(raw_task, "labelsTr")] if raw_task else []
-    if os.environ.get(v1_layout.PREPROCESSED_VARIABLE):  # the same variable name in v1 and v2
-        candidates.append(os.path.join(os.environ[v1_layout.PREPROCESSED_VARIABLE], task, "gt_segmentations"))
+        raw = os.environ.get(v1_names.RAW_BASE_VARIABLE)
+        raw_task = os.path.join(raw, v1_names.RAW_DATA_FOLDER, task) if raw else None
+    candidates = [raw_dataset.labels_tr(raw_task)] if raw_task else []
+    if os.environ.get(v1_names.PREPROCESSED_VARIABLE):  # the same variable name in v1 and v2
+        candidates.append(os.path.join(os.environ[v1_names.PREPROCESSED_VARIABLE], task,
+                                       v1_names.GT_SEGMENTATIONS_FOLDER))
     for candidate in candidates:
         if os.path.isdir(candidate) and list_cases(candidate):
             return candidate

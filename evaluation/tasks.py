@@ -11,8 +11,9 @@ import os
 from dataclasses import dataclass
 from typing import Dict, Optional
 
-from nnunet_genesis.nnunet_v1 import layout
-from nnunet_genesis.nnunet_v2 import layout as v2_layout
+from nnunet_genesis.io import raw_dataset
+from nnunet_genesis.nnunet_v1 import names as v1_names
+from nnunet_genesis.nnunet_v2 import names as v2_names
 
 
 @dataclass(frozen=True)
@@ -25,17 +26,17 @@ class MSDTask:
 
     @property
     def short_name(self) -> str:
-        return layout.short_name_of(self.name)
+        return v1_names.short_name_of(self.name)
 
     @property
     def nnunet_name(self) -> str:
         """The name nnUNet_convert_decathlon_task gives the task (Task01_X -> Task001_X)."""
-        return layout.task_name(self.number, self.short_name)
+        return v1_names.task_name(self.number, self.short_name)
 
     @property
     def nnunet_v2_name(self) -> str:
         """The name nnUNetv2_convert_MSD_dataset gives the task (Task01_X -> Dataset001_X)."""
-        return v2_layout.dataset_name(self.number, self.short_name)
+        return v2_names.dataset_name(self.number, self.short_name)
 
     @property
     def folder_names(self):
@@ -76,7 +77,7 @@ def task_from_dataset_json(task_dir, nsd_tolerance_mm=None) -> MSDTask:
     name = os.path.basename(os.path.normpath(task_dir))
     if not (name.startswith("Task") and name[4:6].isdigit() and name[6:7] == "_"):
         raise ValueError("%s: a Decathlon task folder is named TaskXX_Name" % task_dir)
-    with open(os.path.join(task_dir, "dataset.json")) as f:
+    with open(raw_dataset.dataset_json(task_dir)) as f:
         dataset = json.load(f)
     return MSDTask(int(name[4:6]), name, {int(k): v for k, v in dataset["modality"].items()},
                    {int(k): v for k, v in dataset["labels"].items()}, nsd_tolerance_mm)

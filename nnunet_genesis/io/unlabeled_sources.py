@@ -16,10 +16,11 @@ from typing import List, Optional, Sequence, Tuple
 
 import SimpleITK as sitk
 
+from nnunet_genesis.io import raw_dataset
 from nnunet_genesis.io.integrity import error_text
 
 IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".mhd", ".mha", ".nrrd", ".nhdr")
-_MODALITY_SUFFIX = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})\.nii\.gz$")
+_MODALITY_SUFFIX = raw_dataset.CHANNEL_FILE   # CASE_0000.nii.gz
 
 
 class PrepareError(ValueError):
@@ -118,7 +119,7 @@ def _group_by_modality_suffix(files, expected_channels):
 
 def _read_dataset_json(task_folder):
     """A task folder's dataset.json as a dict, or {} when it has none (or an unreadable one)."""
-    json_file = os.path.join(task_folder, "dataset.json")
+    json_file = raw_dataset.dataset_json(task_folder)
     try:
         with open(json_file) as f:
             dataset = json.load(f)
@@ -160,11 +161,11 @@ def _source_groups(source, expected_channels, discovery, channels=None, target_m
             [(_strip_image_extension(os.path.basename(source)), [source])]
     if not os.path.isdir(source):
         raise PrepareError("source %s does not exist" % source)
-    if os.path.basename(source) == "labelsTr":
+    if os.path.basename(source) == raw_dataset.LABELS_TR:
         raise PrepareError("source %s holds label maps, not images: give the task folder or imagesTr/imagesTs"
                            % source)
 
-    task_subfolders = [s for s in ("imagesTr", "imagesTs") if os.path.isdir(os.path.join(source, s))]
+    task_subfolders = [s for s in raw_dataset.IMAGE_FOLDERS if os.path.isdir(os.path.join(source, s))]
     folders = [os.path.join(source, s) for s in task_subfolders] or [source]
     dataset = _read_dataset_json(source) if task_subfolders else {}
     decathlon_listed = _decathlon_listed_files(dataset)

@@ -20,7 +20,9 @@ nnU-Net 1.7.1's own code, cited beside it:
 * results: ``RESULTS_FOLDER/nnUNet/<network>/<task>/<trainer>__<plans identifier>/fold_<f>`` (``all`` for the
   fold ``all``) (``run/default_configuration.py``, ``training/network_training/network_trainer.py``).
 
-Standard library only at the top: ``nnunet`` is imported where nnU-Net's own lookup is asked.
+The names that need no lookup (variables, folder and file names, task names) are defined in
+:mod:`nnunet_genesis.nnunet_v1.names` (standard library only, for ``evaluation/``) and re-exported here.
+Standard library and our helpers only at the top: ``nnunet`` is imported where nnU-Net's own lookup is asked.
 """
 import os
 import re
@@ -28,20 +30,15 @@ from dataclasses import dataclass
 from typing import List, Mapping, Optional
 
 from nnunet_genesis.io import safe_pickle
-
-RAW_BASE_VARIABLE = "nnUNet_raw_data_base"
-PREPROCESSED_VARIABLE = "nnUNet_preprocessed"
-RESULTS_VARIABLE = "RESULTS_FOLDER"
-FOLDER_VARIABLES = (RAW_BASE_VARIABLE, PREPROCESSED_VARIABLE, RESULTS_VARIABLE)
-RAW_DATA_FOLDER = "nnUNet_raw_data"           # below $nnUNet_raw_data_base
-CROPPED_DATA_FOLDER = "nnUNet_cropped_data"   # below $nnUNet_raw_data_base
-RESULTS_SUBFOLDER = "nnUNet"                  # below $RESULTS_FOLDER (nnunet.paths.my_output_identifier)
+from nnunet_genesis.nnunet_v1.names import (  # noqa: F401 (the names without a lookup, re-exported: ask here)
+    BEST_CHECKPOINT, CROPPED_DATA_FOLDER, FINAL_CHECKPOINT, FOLDER_VARIABLES, GT_SEGMENTATIONS_FOLDER,
+    LATEST_CHECKPOINT, PREPROCESSED_VARIABLE, RAW_BASE_VARIABLE, RAW_DATA_FOLDER, RESULTS_SUBFOLDER,
+    RESULTS_VARIABLE, RESUMABLE_CHECKPOINTS, TASK_NAME, VALIDATION_FOLDER, VALIDATION_SUMMARY, is_task_name,
+    short_name_of, task_id_of, task_name, task_prefix)
 
 DEFAULT_PLANS_IDENTIFIER = "nnUNetPlansv2.1"
 PLANS_SUFFIX = {3: "_plans_3D.pkl", 2: "_plans_2D.pkl"}
 NETWORKS = ("2d", "3d_lowres", "3d_fullres", "3d_cascade_fullres")
-FINAL_CHECKPOINT = "model_final_checkpoint.model"
-_TASK_NAME = re.compile(r"^Task\d{3}_.+$")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -122,30 +119,6 @@ def check_task_id(task_id) -> int:
     return value
 
 
-def task_prefix(task_id) -> str:
-    """'Task003_' for id 3: what every folder of that task id starts with."""
-    return "Task%03d_" % int(task_id)
-
-
-def task_name(task_id, short_name: str) -> str:
-    """TaskNNN_Name, as nnUNet_convert_decathlon_task and nnU-Net's id lookup spell it."""
-    return "%s%s" % (task_prefix(task_id), short_name)
-
-
-def is_task_name(text) -> bool:
-    return str(text).startswith("Task")
-
-
-def task_id_of(name: str) -> int:
-    """3 for 'Task003_Liver'."""
-    return int(name[4:7])
-
-
-def short_name_of(name: str) -> str:
-    """'Liver' for 'Task003_Liver' (and for the Decathlon's 'Task03_Liver')."""
-    return name.split("_", 1)[1]
-
-
 class NoSuchTask(ValueError):
     """A task id or name no folder of nnU-Net carries: one line with the nearest existing names."""
 
@@ -156,7 +129,7 @@ def existing_task_names(folders: Optional[NnUNetFolders] = None) -> List[str]:
     names = set()
     for parent in folders.task_parents():
         if os.path.isdir(parent):
-            names.update(d for d in os.listdir(parent) if _TASK_NAME.match(d) and os.path.isdir(os.path.join(parent, d)))
+            names.update(d for d in os.listdir(parent) if TASK_NAME.match(d) and os.path.isdir(os.path.join(parent, d)))
     return sorted(names)
 
 

@@ -38,6 +38,7 @@ import os
 import pickle
 from collections import OrderedDict
 
+from nnunet_genesis.io import raw_dataset
 from nnunet_genesis.io.atomic import refuse_output_inside_inputs, write_json_atomic, write_pickle_atomic
 from nnunet_genesis.nnunet_v1 import layout
 from nnunet_genesis.nnunet_v1.prepare_cases import (CaseJob, run_case_jobs, case_outputs, is_finished,  # noqa: F401
@@ -139,7 +140,8 @@ def _dataset_json(task_name, target_task_name, target_dataset_json, case_ids):
         ("modality", target_dataset_json["modality"]),
         ("labels", {"0": "background"}),
         ("numTraining", len(case_ids)), ("numTest", 0),
-        ("training", [{"image": "./imagesTr/%s.nii.gz" % c} for c in case_ids]),
+        ("training", [{"image": raw_dataset.listed_path(raw_dataset.IMAGES_TR, c + raw_dataset.NIFTI_ENDING)}
+                      for c in case_ids]),
         ("test", []),
     ])
 
@@ -240,13 +242,13 @@ def prepare_pretraining_task(target, sources, task_id, num_processes=2, overwrit
     stage = layout.last_stage(target_plans)
     stage_dir = layout.stage_folder(preprocessed_dir, target_plans, stage)
     created = [f for f in (raw_dir, cropped_dir, preprocessed_dir) if not os.path.isdir(f)]
-    for folder in (os.path.join(raw_dir, "imagesTr"), cropped_dir, stage_dir):
+    for folder in (raw_dataset.images_tr(raw_dir), cropped_dir, stage_dir):
         os.makedirs(folder, exist_ok=True)
 
     preprocessor = _find_preprocessor(target_plans)
     target_spacing = target_plans["plans_per_stage"][stage]["current_spacing"]
     done_before = finished_case_ids(discovery, lambda case: unfinished_reason(case, stage_dir), overwrite)
-    jobs = [CaseJob(c, os.path.join(raw_dir, "imagesTr"), cropped_dir, stage_dir, preprocessor, target_spacing,
+    jobs = [CaseJob(c, raw_dataset.images_tr(raw_dir), cropped_dir, stage_dir, preprocessor, target_spacing,
                     target_plans["all_classes"], target_plans["use_mask_for_norm"])
             for c in discovery.cases if c.case_id not in done_before]
     print("%s: %d case(s) to prepare, %d already prepared, %d file(s) skipped"
@@ -283,13 +285,13 @@ def _write_task_files(report, target_plans, target_task_name, plans_identifier, 
                       raw_dir, preprocessed_base):
     """dataset.json, dataset_properties.pkl, plans (3D, and 2D if the target has them) and the report."""
     target_dir = os.path.join(preprocessed_base, target_task_name)
-    with open(os.path.join(target_dir, "dataset.json")) as f:
+    with open(raw_dataset.dataset_json(target_dir)) as f:
         target_dataset_json = json.load(f)
     all_ids = sorted({c["case_id"] for c in report["cases"]} | set(report["stale_cases"]))
     dataset_json = _dataset_json(report["task_name"], target_task_name, target_dataset_json, all_ids)
     cropped_npz = [os.path.join(cropped_dir, c + ".npz") for c in all_ids]
     for folder in (raw_dir, preprocessed_dir):
-        write_json_lenient(dataset_json, os.path.join(folder, "dataset.json"))
+        write_json_lenient(dataset_json, raw_dataset.dataset_json(folder))
     # the intensity properties used for normalisation are the target's: keep the fingerprint they came from
     write_pickle_atomic(target_plans["dataset_properties"], os.path.join(preprocessed_dir, "dataset_properties.pkl"))
     for dims in (3, 2):

@@ -19,6 +19,7 @@ from typing import Sequence
 
 import SimpleITK as sitk
 
+from nnunet_genesis.io import raw_dataset
 from nnunet_genesis.io import safe_pickle
 from nnunet_genesis.io.atomic import as_write_error, atomic_write, is_write_failure, write_pickle_atomic
 from nnunet_genesis.io.integrity import error_text, nifti_truncation, npz_problem
@@ -103,7 +104,7 @@ def write_raw_channels(case: Case, raw_images_dir):
         if problem is not None:
             raise PrepareError(problem)
     for i, channel in enumerate(case.channels):
-        out = os.path.join(raw_images_dir, "%s_%04d.nii.gz" % (case.case_id, i))
+        out = os.path.join(raw_images_dir, raw_dataset.channel_file_name(case.case_id, i))
         if channel.kind == "file" and channel.path.lower().endswith(".nii.gz"):
             atomic_write(out, lambda tmp: shutil.copyfile(channel.path, tmp))
         else:

@@ -23,18 +23,21 @@ where they exist instead of re-deriving them:
   for the fold ``all``; the finished training's checkpoint is ``checkpoint_final.pth``
   (``nnUNetTrainer.__init__`` and ``on_train_end``; ``run/run_training.py: maybe_load_checkpoint``).
 
-Standard library only at the top: ``nnunetv2`` is imported where its own helpers are asked.
+The names that need no lookup (variables, checkpoint and folder names, dataset names) are defined in
+:mod:`nnunet_genesis.nnunet_v2.names` (standard library only, for ``evaluation/``) and re-exported here.
+Standard library and our helpers only at the top: ``nnunetv2`` is imported where its own helpers are asked.
 """
 import json
 import os
-import re
 from dataclasses import dataclass
 from typing import List, Mapping, Optional
 
-RAW_VARIABLE = "nnUNet_raw"
-PREPROCESSED_VARIABLE = "nnUNet_preprocessed"
-RESULTS_VARIABLE = "nnUNet_results"
-FOLDER_VARIABLES = (RAW_VARIABLE, PREPROCESSED_VARIABLE, RESULTS_VARIABLE)
+from nnunet_genesis.io import raw_dataset
+from nnunet_genesis.nnunet_v2.names import (  # noqa: F401 (the names without a lookup, re-exported: ask here)
+    BEST_CHECKPOINT, DATASET_NAME, FINAL_CHECKPOINT, FOLDER_VARIABLES, LATEST_CHECKPOINT, PREPROCESSED_VARIABLE,
+    RAW_VARIABLE, RESULTS_VARIABLE, VALIDATION_FOLDER, VALIDATION_SUMMARY, LayoutError, _check_id, dataset_name,
+    dataset_prefix, is_dataset_name)
+
 _FOLDER_ATTRIBUTES = {RAW_VARIABLE: "raw", PREPROCESSED_VARIABLE: "preprocessed", RESULTS_VARIABLE: "results"}
 _FOLDER_ROLES = {RAW_VARIABLE: "raw datasets", PREPROCESSED_VARIABLE: "preprocessed datasets",
                  RESULTS_VARIABLE: "trained models"}
@@ -42,14 +45,8 @@ _FOLDER_ROLES = {RAW_VARIABLE: "raw datasets", PREPROCESSED_VARIABLE: "preproces
 DEFAULT_PLANS_IDENTIFIER = "nnUNetPlans"
 RESENC_PLANS_IDENTIFIERS = ("nnUNetResEncUNetMPlans", "nnUNetResEncUNetLPlans", "nnUNetResEncUNetXLPlans")
 DEFAULT_CONFIGURATION = "3d_fullres"
-DATASET_JSON = "dataset.json"
+DATASET_JSON = raw_dataset.DATASET_JSON
 FINGERPRINT_JSON = "dataset_fingerprint.json"
-FINAL_CHECKPOINT = "checkpoint_final.pth"
-_DATASET_NAME = re.compile(r"^Dataset(\d{3})_(.+)$")
-
-
-class LayoutError(ValueError):
-    """A name or folder nnU-Net v2 does not know (one line: the fault and what to do)."""
 
 
 class NoSuchDataset(LayoutError):
@@ -106,27 +103,6 @@ def require_folder(variable: str, env: Optional[Mapping[str, str]] = None) -> st
 # dataset names and ids
 # ----------------------------------------------------------------------------------------------------------------
 
-def _check_id(dataset_id) -> int:
-    dataset_id = int(dataset_id)
-    if not 0 < dataset_id < 1000:
-        raise LayoutError("dataset id %d is not a three-digit id (1..999)" % dataset_id)
-    return dataset_id
-
-
-def dataset_prefix(dataset_id) -> str:
-    """'Dataset004_' for id 4: what every folder of that dataset id starts with."""
-    return "Dataset%03d_" % _check_id(dataset_id)
-
-
-def dataset_name(dataset_id, short_name: str) -> str:
-    """DatasetXXX_Name."""
-    return dataset_prefix(dataset_id) + short_name
-
-
-def is_dataset_name(text) -> bool:
-    return _DATASET_NAME.match(str(text)) is not None
-
-
 def dataset_id_of(name: str) -> int:
     """4 for 'Dataset004_Hippocampus' (nnunetv2's ``convert_dataset_name_to_id``)."""
     if not is_dataset_name(name):
@@ -139,7 +115,7 @@ def short_name_of(name: str) -> str:
     """'Hippocampus' for 'Dataset004_Hippocampus'."""
     if not is_dataset_name(name):
         raise LayoutError("%r is not a dataset name DatasetXXX_Name" % (name,))
-    return _DATASET_NAME.match(name).group(2)
+    return DATASET_NAME.match(name).group(2)
 
 
 def resolve_dataset_name(dataset) -> str:

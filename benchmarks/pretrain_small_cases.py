@@ -42,14 +42,15 @@ def write_small_task(root, cases, test, spacing, seed=0):
     """The Decathlon folder ``root/TASK`` (see module doc); returns its path."""
     import nibabel as nib
     from competition.demo_data import demo_test_labels_dir, write_mni_demo_task
+    from nnunet_genesis.io import raw_dataset
     from nnunet_genesis.io.atomic import write_json_atomic
     task_dir = os.path.join(root, TASK)
-    if os.path.isfile(os.path.join(task_dir, "dataset.json")):
+    if os.path.isfile(raw_dataset.dataset_json(task_dir)):
         return task_dir
     write_mni_demo_task(root, name=TASK, num_training=cases, num_test=test, seed=seed, spacing_mm=spacing,
                         overwrite=True)
     rng = np.random.default_rng([seed, 18])
-    folders = [("imagesTr", "labelsTr"), ("imagesTs", demo_test_labels_dir(task_dir))]
+    folders = [(raw_dataset.IMAGES_TR, raw_dataset.LABELS_TR), (raw_dataset.IMAGES_TS, demo_test_labels_dir(task_dir))]
     for images, labels in folders:
         labels = labels if os.path.isabs(labels) else os.path.join(task_dir, labels)
         for name in sorted(os.listdir(os.path.join(task_dir, images))):
@@ -63,12 +64,12 @@ def write_small_task(root, cases, test, spacing, seed=0):
                 out.set_qform(affine, code=1)
                 out.set_sform(affine, code=1)
                 nib.save(out, path)
-    with open(os.path.join(task_dir, "dataset.json")) as f:
+    with open(raw_dataset.dataset_json(task_dir)) as f:
         import json
         dataset = json.load(f)
     dataset["description"] = ("issue #18 reproduction: demo brain cases at %g mm cropped to about %s voxels "
                               "(smaller than nnU-Net's patch)" % (spacing, "x".join(map(str, CROP))))
-    write_json_atomic(dataset, os.path.join(task_dir, "dataset.json"))
+    write_json_atomic(dataset, raw_dataset.dataset_json(task_dir))
     return task_dir
 
 

@@ -39,6 +39,7 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]
 from real_tasks_sources import (MRICRON, SourceMissing, array, canonical, case_rng, crop, fill_holes,  # noqa: E402
                                 image_like, largest_component, load_head, load_head_ct, mri_sources, pitched,
                                 read, slicewise_fill, system_file, write_image)
+from nnunet_genesis.io import raw_dataset  # noqa: E402
 from nnunet_genesis.io.atomic import make_dirs, write_json_atomic  # noqa: E402
 
 CAUDATE, PUTAMEN = {"L": 71, "R": 72}, {"L": 73, "R": 74}      # AAL label values (aal.nii.txt)
@@ -238,7 +239,7 @@ def write_task(out, key, cases, overwrite):
 def write_cases(partial, spec, cases):
     for path in partial.values():
         shutil.rmtree(path, ignore_errors=True)
-    for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+    for sub in raw_dataset.TASK_SUBFOLDERS + ("labelsTs",):
         make_dirs(os.path.join(partial["task"], sub))
     make_dirs(partial["unlabelled"])
     listing = {"train": [], "test": [], "unlabelled": []}
@@ -249,7 +250,8 @@ def write_cases(partial, spec, cases):
         if split == "unlabelled":
             write_image(image, os.path.join(partial["unlabelled"], name))
         else:
-            folders = ("imagesTr", "labelsTr") if split == "train" else ("imagesTs", "labelsTs")
+            folders = ((raw_dataset.IMAGES_TR, raw_dataset.LABELS_TR) if split == "train"
+                       else (raw_dataset.IMAGES_TS, "labelsTs"))
             write_image(image, os.path.join(partial["task"], folders[0], name))
             write_image(case_image(labels.astype(np.uint8), grid, start),
                         os.path.join(partial["task"], folders[1], name))
@@ -264,10 +266,11 @@ def write_cases(partial, spec, cases):
         "licence": "see docs/real_tasks.md (per source)", "release": "1.0", "tensorImageSize": "3D",
         "modality": {"0": spec["modality"]}, "labels": spec["labels"],
         "numTraining": len(listing["train"]), "numTest": len(listing["test"]),
-        "training": [{"image": "./imagesTr/" + n, "label": "./labelsTr/" + n} for n in listing["train"]],
-        "test": ["./imagesTs/" + n for n in listing["test"]],
+        "training": [{"image": raw_dataset.listed_path(raw_dataset.IMAGES_TR, n),
+                      "label": raw_dataset.listed_path(raw_dataset.LABELS_TR, n)} for n in listing["train"]],
+        "test": [raw_dataset.listed_path(raw_dataset.IMAGES_TS, n) for n in listing["test"]],
     }
-    write_json_atomic(dataset, os.path.join(partial["task"], "dataset.json"))
+    write_json_atomic(dataset, raw_dataset.dataset_json(partial["task"]))
     return dict(shapes=shapes, spacings=spacings, previews=previews)
 
 

@@ -25,6 +25,7 @@ import time
 
 from competition.pipeline import format_seconds
 from competition.study import NETWORK
+from nnunet_genesis.io import raw_dataset
 from nnunet_genesis.io.atomic import atomic_write
 from nnunet_genesis.nnunet_v1 import layout
 from nnunet_genesis.transfer.report import TRANSFER_REPORT_FILE
@@ -122,7 +123,7 @@ def pretrain_with_progress(env, pretrain_task, log_file, say):
         return fold_dir
     command = [os.path.join(os.path.dirname(sys.executable), "nnUNet_train"), NETWORK, PRETRAINER,
                pretrain_task, "all"]
-    if os.path.isfile(os.path.join(fold_dir, "model_latest.model")):
+    if os.path.isfile(os.path.join(fold_dir, layout.LATEST_CHECKPOINT)):
         command.append("-c")
     say("$ " + format_command(command, env))
     with tqdm(desc="pretraining", unit="epoch", file=say.stream) as bar:
@@ -162,7 +163,7 @@ def run_demo(out_dir="demo_output", scale=1.0, stream=None, seeds=STUDY_SEEDS):
 
         say.stage(1, total, "data: a Decathlon-format task from real MRI shipped with pip")
         say(describe_demo_data())
-        if os.path.isfile(os.path.join(decathlon_task, "dataset.json")):
+        if os.path.isfile(raw_dataset.dataset_json(decathlon_task)):
             say("[skip] data: %s exists" % decathlon_task)
         else:
             write_mni_demo_task(decathlon_root, name=DEMO_TASK)

@@ -54,6 +54,8 @@ from typing import Tuple
 
 import numpy as np
 
+from evaluation.tasks import MSD_TASKS
+from nnunet_genesis.io import raw_dataset
 from nnunet_genesis.io.atomic import atomic_write, write_json_atomic
 
 DEFAULT_TASK_NAME = "Task11_BrainTissueDemo"
@@ -99,9 +101,6 @@ FOV_MARGIN_MM = 24.0
 CROP_MARGIN_VOXELS = 1
 
 _TASK_NAME = re.compile(r"^Task(\d{2})_([A-Za-z0-9]+)$")
-_OFFICIAL_TASKS = ("Task01_BrainTumour", "Task02_Heart", "Task03_Liver", "Task04_Hippocampus",
-                   "Task05_Prostate", "Task06_Lung", "Task07_Pancreas", "Task08_HepaticVessel",
-                   "Task09_Spleen", "Task10_Colon")
 
 
 class DemoDataError(ValueError):
@@ -307,7 +306,7 @@ def _check_arguments(name, num_training, num_test, spacing_mm):
     if match is None:
         raise DemoDataError("task name %r must look like TaskXX_Name (two digits, then letters/digits): "
                             "nnUNet_convert_decathlon_task reads the folder name that way" % name)
-    if name in _OFFICIAL_TASKS:
+    if name in MSD_TASKS:
         raise DemoDataError("task name %r is an official Decathlon task; give the demo task a name of its own"
                             % name)
     if int(num_training) < 2 or int(num_test) < 1:
@@ -336,8 +335,7 @@ def write_mni_demo_task(root: str, name: str = DEFAULT_TASK_NAME, num_training: 
             if not overwrite:
                 raise FileExistsError("%s already exists; pass overwrite=True to replace it" % folder)
             shutil.rmtree(folder)
-    for folder in (os.path.join(task_dir, "imagesTr"), os.path.join(task_dir, "labelsTr"),
-                   os.path.join(task_dir, "imagesTs"), labels_dir):
+    for folder in [os.path.join(task_dir, s) for s in raw_dataset.TASK_SUBFOLDERS] + [labels_dir]:
         os.makedirs(folder)
 
     template = load_template(float(spacing_mm))
@@ -347,13 +345,14 @@ def write_mni_demo_task(root: str, name: str = DEFAULT_TASK_NAME, num_training: 
         image, label, affine = make_case(template, float(spacing_mm), rng)
         fname = case_name(index)
         if index <= num_training:
-            _save_nifti(image, affine, os.path.join(task_dir, "imagesTr", fname), np.float32)
-            _save_nifti(label, affine, os.path.join(task_dir, "labelsTr", fname), np.uint8)
-            training.append({"image": "./imagesTr/" + fname, "label": "./labelsTr/" + fname})
+            _save_nifti(image, affine, os.path.join(raw_dataset.images_tr(task_dir), fname), np.float32)
+            _save_nifti(label, affine, os.path.join(raw_dataset.labels_tr(task_dir), fname), np.uint8)
+            training.append({"image": raw_dataset.listed_path(raw_dataset.IMAGES_TR, fname),
+                             "label": raw_dataset.listed_path(raw_dataset.LABELS_TR, fname)})
         else:
-            _save_nifti(image, affine, os.path.join(task_dir, "imagesTs", fname), np.float32)
+            _save_nifti(image, affine, os.path.join(raw_dataset.images_ts(task_dir), fname), np.float32)
             _save_nifti(label, affine, os.path.join(labels_dir, fname), np.uint8)
-            test.append("./imagesTs/" + fname)
+            test.append(raw_dataset.listed_path(raw_dataset.IMAGES_TS, fname))
 
     dataset = {
         "name": _TASK_NAME.match(name).group(2),
@@ -369,7 +368,7 @@ def write_mni_demo_task(root: str, name: str = DEFAULT_TASK_NAME, num_training: 
         "training": training,
         "test": test,
     }
-    write_json_atomic(dataset, os.path.join(task_dir, "dataset.json"))
+    write_json_atomic(dataset, raw_dataset.dataset_json(task_dir))
     return task_dir
 
 

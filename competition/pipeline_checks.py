@@ -8,13 +8,14 @@ import os
 from typing import Tuple
 
 from competition.pipeline_config import PipelineConfig
+from nnunet_genesis.io import raw_dataset
 from nnunet_genesis.io.integrity import npz_problem
 from nnunet_genesis.nnunet_v1 import layout
 from nnunet_genesis.nnunet_v1.prepare import REPORT_NAME as PREPARE_REPORT   # what nnUNet_genesis_prepare writes
 
 FINAL_CHECKPOINT = layout.FINAL_CHECKPOINT
-VALIDATION_SUMMARY = os.path.join("validation_raw", "summary.json")   # written by nnUNet_train after training
-RESUMABLE_CHECKPOINTS = ("model_latest.model", "model_best.model")   # what nnUNet_train -c loads, in order
+VALIDATION_SUMMARY = layout.VALIDATION_SUMMARY         # written by nnUNet_train after training
+RESUMABLE_CHECKPOINTS = layout.RESUMABLE_CHECKPOINTS   # what nnUNet_train -c loads, in order
 
 
 def _cases_without_data(folder, case_ids):
@@ -33,7 +34,7 @@ def _strip_nii_gz(name):
 
 
 def convert_status(config: PipelineConfig) -> Tuple[bool, str]:
-    dataset_json = os.path.join(config.raw_task_dir, "dataset.json")
+    dataset_json = raw_dataset.dataset_json(config.raw_task_dir)
     if os.path.isfile(dataset_json):
         return True, "%s exists" % dataset_json
     return False, "no %s" % dataset_json
@@ -49,10 +50,10 @@ def _stage_status(config, plans_file, what):
     except Exception as err:  # a damaged plans file means: plan again
         return False, "%s unreadable (%s: %s)" % (plans_file, type(err).__name__, err)
     try:
-        training = _load_json(os.path.join(config.raw_task_dir, "dataset.json"))["training"]
+        training = _load_json(raw_dataset.dataset_json(config.raw_task_dir))["training"]
         cases = [_strip_nii_gz(os.path.basename(t["image"])) for t in training]
     except (OSError, ValueError, KeyError, TypeError):
-        return False, "no readable training list in %s" % os.path.join(config.raw_task_dir, "dataset.json")
+        return False, "no readable training list in %s" % raw_dataset.dataset_json(config.raw_task_dir)
     missing = _cases_without_data(stage_dir, cases)
     if missing:
         return False, "%d of %d training case(s) not preprocessed in %s (e.g. %s)" % (

@@ -12,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
+from nnunet_genesis.io import raw_dataset
 from nnunet_genesis.io.atomic import refuse_output_inside_inputs
 from nnunet_genesis.nnunet_v1 import layout
 
@@ -185,10 +186,10 @@ def read_decathlon_task(decathlon_dir):
     if match is None:
         raise PipelineConfigError("%s: a Decathlon task folder is named TaskXX_Name with a two-digit XX (e.g. "
                                   "Task03_Liver), as nnUNet_convert_decathlon_task requires" % folder)
-    missing = [s for s in ("imagesTr", "labelsTr", "imagesTs") if not os.path.isdir(os.path.join(folder, s))]
+    missing = [s for s in raw_dataset.TASK_SUBFOLDERS if not os.path.isdir(os.path.join(folder, s))]
     if missing:
         raise PipelineConfigError("%s: not a Decathlon task folder, %s missing" % (folder, ", ".join(missing)))
-    dataset_json = os.path.join(folder, "dataset.json")
+    dataset_json = raw_dataset.dataset_json(folder)
     try:
         with open(dataset_json) as f:
             dataset = json.load(f)

@@ -74,6 +74,7 @@ from competition.pipeline_checks import (FINAL_CHECKPOINT, VALIDATION_SUMMARY, _
                                          convert_status, plan_status, prepare_status)
 from competition.pipeline_config import (DEFAULT_PLANS_IDENTIFIER, FIVE_FOLDS, NETWORK, PipelineConfig,
                                          PipelineConfigError, make_config)
+from nnunet_genesis.io import raw_dataset
 
 STEP_NAMES = ("convert", "plan", "prepare", "pretrain", "finetune", "predict")
 STEP_TITLES = {
@@ -209,7 +210,7 @@ def _postprocessing_part(config: PipelineConfig) -> Part:
 
 
 def plan_predict(config: PipelineConfig) -> List[Part]:
-    command = [config.script("nnUNet_predict"), "-i", os.path.join(config.raw_task_dir, "imagesTs"),
+    command = [config.script("nnUNet_predict"), "-i", raw_dataset.images_ts(config.raw_task_dir),
                "-o", config.prediction_dir, "-t", str(config.task_id), "-m", NETWORK, "-tr", config.trainer,
                "-f"] + list(config.folds) + config.plans_option() + \
         ["--num_threads_preprocessing", str(config.num_processes),

@@ -30,6 +30,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from competition.study_inputs import StudyError
+from nnunet_genesis.io import raw_dataset
 from nnunet_genesis.io.atomic import make_dirs
 from nnunet_genesis.nnunet_v1.layout import no_such_line   # the one 'no such ..., nearest existing' line
 
@@ -118,7 +119,7 @@ class StudyBackend:
         return task_dir
 
     def dataset(self, task_dir: str) -> dict:
-        path = os.path.join(task_dir, "dataset.json")
+        path = raw_dataset.dataset_json(task_dir)
         try:
             with open(path) as f:
                 return json.load(f)

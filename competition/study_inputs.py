@@ -22,10 +22,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
 
+from nnunet_genesis.io import raw_dataset
 from nnunet_genesis.io.fingerprint import file_sha256
 
 ALL = "all"
-IMAGE_NAME = re.compile(r"^(?P<case>.+)_(?P<modality>\d{4})\.nii\.gz$")
 
 
 class StudyError(RuntimeError):
@@ -166,18 +166,18 @@ def list_test_images(images_dir: str, num_modalities: int) -> Dict[str, List[str
     cases: Dict[str, List[str]] = {}
     unexpected = []
     for name in names:
-        match = IMAGE_NAME.match(name)
-        if not match or int(match.group("modality")) >= num_modalities:
+        case_channel = raw_dataset.split_channel_file_name(name)
+        if not case_channel or case_channel[1] >= num_modalities:
             unexpected.append(name)
         else:
-            cases.setdefault(match.group("case"), []).append(name)
+            cases.setdefault(case_channel[0], []).append(name)
     if unexpected:
         raise StudyError("%s: %d file(s) are not nnU-Net test images of this %d-modality task (CASE_%s.nii.gz): %s"
                          % (images_dir, len(unexpected), num_modalities,
                             "0000" if num_modalities == 1 else "0000 ... CASE_%04d" % (num_modalities - 1),
                             _short_list(unexpected)))
-    missing = ["%s_%04d.nii.gz" % (case, m) for case, files in sorted(cases.items()) for m in range(num_modalities)
-               if "%s_%04d.nii.gz" % (case, m) not in files]
+    missing = [raw_dataset.channel_file_name(case, m) for case, files in sorted(cases.items())
+               for m in range(num_modalities) if raw_dataset.channel_file_name(case, m) not in files]
     if missing:
         raise StudyError("%s: modality file(s) missing: %s" % (images_dir, _short_list(missing)))
     return cases

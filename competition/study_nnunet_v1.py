@@ -26,7 +26,7 @@ import numpy as np
 
 from competition.study_backend import StudyBackend
 from competition.study_inputs import StudyError
-from nnunet_genesis.io import safe_pickle
+from nnunet_genesis.io import raw_dataset, safe_pickle
 from nnunet_genesis.io.atomic import write_pickle_atomic
 from nnunet_genesis.nnunet_v1 import layout
 
@@ -51,8 +51,8 @@ class NnUNetV1(StudyBackend):
     results_variable = layout.RESULTS_VARIABLE
     splits_file = SPLITS_FILE
     final_checkpoint = layout.FINAL_CHECKPOINT
-    latest_checkpoint = "model_latest.model"
-    validation_summary = os.path.join("validation_raw", "summary.json")
+    latest_checkpoint = layout.LATEST_CHECKPOINT
+    validation_summary = layout.VALIDATION_SUMMARY
     epoch_done = re.compile(r"This epoch took")  # nnU-Net v1 logs it after every finished epoch
     scratch_trainer, genesis_trainer = "nnUNetTrainerV2", "nnUNetTrainerV2_Genesis"
 
@@ -82,7 +82,8 @@ class NnUNetV1(StudyBackend):
         return len(self.dataset(task_dir).get("modality", {"0": ""}))
 
     def default_test_images(self, task_name: str) -> str:
-        return os.path.join(self.raw_folder(layout.RAW_BASE_VARIABLE), layout.RAW_DATA_FOLDER, task_name, "imagesTs")
+        return raw_dataset.images_ts(os.path.join(self.raw_folder(layout.RAW_BASE_VARIABLE), layout.RAW_DATA_FOLDER,
+                                                  task_name))
 
     def read_splits(self, path: str) -> list:
         return safe_pickle.load(path)

@@ -30,11 +30,12 @@ from typing import Dict, List, Optional
 
 from competition.study_backend import StudyBackend
 from competition.study_inputs import StudyError
+from nnunet_genesis.io import raw_dataset
 from nnunet_genesis.io.atomic import write_json_atomic
 from nnunet_genesis.nnunet_v2 import layout
 
 SPLITS_FILE = "splits_final.json"
-IMAGE_SUFFIX = ".nii.gz"      # the test set (competition/study_inputs.py) and the evaluation read NIfTI
+IMAGE_SUFFIX = raw_dataset.NIFTI_ENDING   # the test set (competition/study_inputs.py) and the evaluation read NIfTI
 
 
 def default_device() -> str:
@@ -49,8 +50,8 @@ class NnUNetV2(StudyBackend):
     results_variable = layout.RESULTS_VARIABLE
     splits_file = SPLITS_FILE
     final_checkpoint = layout.FINAL_CHECKPOINT
-    latest_checkpoint = "checkpoint_latest.pth"
-    validation_summary = os.path.join("validation", "summary.json")
+    latest_checkpoint = layout.LATEST_CHECKPOINT
+    validation_summary = layout.VALIDATION_SUMMARY
     image_suffix = IMAGE_SUFFIX
     epoch_done = re.compile(r"Epoch time: ")
     scratch_trainer, genesis_trainer = "nnUNetTrainer", "nnUNetTrainer_Genesis"
@@ -132,7 +133,7 @@ class NnUNetV2(StudyBackend):
         return len(layout.channel_names(self.dataset(task_dir)))
 
     def default_test_images(self, task_name: str) -> str:
-        return os.path.join(self.raw_folder(layout.RAW_VARIABLE), task_name, "imagesTs")
+        return raw_dataset.images_ts(os.path.join(self.raw_folder(layout.RAW_VARIABLE), task_name))
 
     def read_splits(self, path: str) -> list:
         with open(path) as f:

@@ -50,6 +50,7 @@ from tqdm import tqdm
 from evaluation.tasks import MSD_TASKS, MSDTask, find_msd_task
 from evaluation.labelmaps import (GEOMETRY_TOLERANCE_MM, PREDICTION, first_line, geometry_faults, header_faults,
                                   read_header, validate_label_map)
+from nnunet_genesis.io import raw_dataset
 from nnunet_genesis.io.atomic import atomic_write, refuse_output_inside_inputs
 
 # One validator and one tolerance policy for label maps, shared with nnUNet_genesis_evaluate
@@ -63,7 +64,7 @@ GEOMETRY_TOLERANCE = GEOMETRY_TOLERANCE_MM
 # What nnUNet_predict (v1: plans.pkl, ...) and nnUNetv2_predict (plans.json, dataset.json,
 # predict_from_raw_data_args.json; nnunetv2/inference/predict_from_raw_data.py) leave beside the predictions.
 NNUNET_BY_PRODUCT_FILES = ("plans.pkl", "prediction_time.txt", "postprocessing.json",
-                           "plans.json", "dataset.json", "predict_from_raw_data_args.json")
+                           "plans.json", raw_dataset.DATASET_JSON, "predict_from_raw_data_args.json")
 NNUNET_SOFTMAX_SUFFIXES = (".npz", ".pkl")
 
 
@@ -269,14 +270,14 @@ def _plan_task(task: MSDTask, pred_root: str, decathlon_root: str) -> _TaskPlan:
                                       for name in task.folder_names)
 
     task_dir = os.path.join(decathlon_root, task.name)
-    dataset_json = os.path.join(task_dir, "dataset.json")
+    dataset_json = raw_dataset.dataset_json(task_dir)
     expected, json_faults = read_test_cases(dataset_json)
     for fault in json_faults:
         problem(dataset_json, fault)
     plan.expected = len(expected) if expected else None
     images = {}
     for name in expected:
-        image = os.path.join(task_dir, "imagesTs", name)
+        image = os.path.join(raw_dataset.images_ts(task_dir), name)
         if os.path.isfile(image):
             images[name] = image
         else:

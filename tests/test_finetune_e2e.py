@@ -41,7 +41,7 @@ class nnUNetTrainerV2_Genesis_Tiny(nnUNetTrainerV2_Genesis):
 def published_genesis_checkpoint(path, seed=0):
     """A checkpoint in the published Models Genesis format: {'epoch', 'state_dict', 'optimizer_state_dict'},
     saved from a GPU (tensors tagged cuda) with DataParallel 'module.' prefixes."""
-    from nnunet_genesis.transfer.weights import build_generic_unet
+    from nnunet_genesis.nnunet_v1.network import build_generic_unet
     torch.manual_seed(seed)
     net = build_generic_unet(1, 32, 1, PUBLISHED_POOLS, PUBLISHED_KERNELS)
     state = {"module." + k: v for k, v in net.state_dict().items()}

@@ -106,7 +106,7 @@ def test_resume_rebuilds_the_groups_before_loading_the_optimizer(pretrained_trai
 def test_refused_transfer_fails_loudly_and_leaves_the_network(ct_task, tmp_path):
     from nnunet.run.load_pretrained_weights import load_pretrained_weights
     from nnunet_genesis.transfer.finetuning import PretrainedWeightsRefused
-    from nnunet_genesis.transfer.weights import build_generic_unet
+    from nnunet_genesis.nnunet_v1.network import build_generic_unet
     foreign = build_generic_unet(1, 16, 1, [[2, 2, 2]] * 3, [[3, 3, 3]] * 4)
     weights = str(tmp_path / "foreign.pt")
     torch.save({"state_dict": foreign.state_dict()}, weights)

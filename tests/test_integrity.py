@@ -484,7 +484,7 @@ def test_submission_zip_write_failure_keeps_the_earlier_zip(tmp_path):
 
 
 def test_transfer_report_write_failure_is_not_a_refusal(ct_task, tmp_path):
-    from nnunet_genesis.transfer.weights import build_generic_unet
+    from nnunet_genesis.nnunet_v1.network import build_generic_unet
     from tests.test_finetune_e2e import PUBLISHED_KERNELS, PUBLISHED_POOLS, published_genesis_checkpoint
     weights = tmp_path / "genesis.pt"
     published_genesis_checkpoint(str(weights))

@@ -172,7 +172,7 @@ def test_trainer_setting_allows_what_the_environment_would(tmp_path):
     """genesis_allow_unlearned = True (a trainer variant, e.g. the demo's) takes a 'not learned' checkpoint,
     printing its verdict; without it the same call is refused (the function both trainers call)."""
     from nnunet_genesis.transfer.finetuning import PretrainedWeightsRefused, transfer_for_training
-    from nnunet_genesis.transfer.weights import build_generic_unet
+    from nnunet_genesis.nnunet_v1.network import build_generic_unet
     from tests.test_finetune_e2e import published_genesis_checkpoint
     weights = write_record(str(tmp_path / "pretrain"), scores(BELOW))
     published_genesis_checkpoint(weights)

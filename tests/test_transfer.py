@@ -22,12 +22,11 @@ from nnunet_genesis.transfer.weights import (
     adapt_input_channels,
     adapt_transposed_conv_kernel,
     allow_nnunet_checkpoint_globals,
-    build_generic_unet,
-    build_network_from_plans,
     load_state_dict_from_checkpoint,
     plan_transfer,
     transfer_weights,
 )
+from nnunet_genesis.nnunet_v1.network import build_generic_unet, build_network_from_plans
 
 FULL = "encoder+decoder"  # the rules of both parts; the default mode transfers the encoder only
 

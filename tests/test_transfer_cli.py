@@ -26,7 +26,7 @@ def test_two_channel_task_adapts_the_first_convolution(mri_task, tmp_path):
 
 
 def test_checkpoint_sharing_no_encoder_stage_is_refused(ct_task, tmp_path):
-    from nnunet_genesis.transfer.weights import build_generic_unet
+    from nnunet_genesis.nnunet_v1.network import build_generic_unet
     foreign = build_generic_unet(1, 16, 1, PUBLISHED_POOLS, PUBLISHED_KERNELS)  # 16 features: nothing fits
     weights = tmp_path / "foreign.pt"
     torch.save({"state_dict": foreign.state_dict()}, weights)

@@ -14,8 +14,9 @@ import torch
 from dynamic_network_architectures.architectures.unet import PlainConvUNet, ResidualEncoderUNet
 from torch import nn
 
-from nnunet_genesis.transfer.weights import (TransferRefused, TransferReport, build_generic_unet, load_state_dict_from_checkpoint,
-                                     plan_transfer, transfer_weights)
+from nnunet_genesis.nnunet_v1.network import build_generic_unet
+from nnunet_genesis.transfer.weights import (TransferRefused, TransferReport, load_state_dict_from_checkpoint,
+                                             plan_transfer, transfer_weights)
 from nnunet_genesis.transfer.rules import canonical_keys
 from tests.gpu_saved import save_as_if_on_gpu
 

@@ -57,7 +57,8 @@ def transfer_main(argv=None):
     args = parser.parse_args(argv)
     check_version_arguments(parser, args)
 
-    from nnunet_genesis.transfer.weights import TransferRefused, plan_transfer_for_dataset, plan_transfer_for_task
+    from nnunet_genesis.commands.transfer_dry_run import plan_transfer_for_dataset, plan_transfer_for_task
+    from nnunet_genesis.transfer.report import TransferRefused
     if args.output:   # the report never replaces the weights it reports on
         from nnunet_genesis.io.atomic import refuse_output_inside_inputs
         refuse_output_inside_inputs(args.output, {"-w": args.weights})

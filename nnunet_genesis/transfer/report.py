@@ -29,6 +29,17 @@ PARTS = ("encoder", "decoder", "seg_outputs", "other")
 TRANSFER_REPORT_FILE = "transfer_report.json"
 
 
+def selected_parts(mode: str = DEFAULT_MODE, include_seg_outputs: bool = False) -> tuple[str, ...]:
+    """The parts a transfer in ``mode`` covers (the one place that decides it): the encoder; in mode
+    ``encoder+decoder`` also the decoder and the other tensors; ``seg_outputs`` only when included."""
+    parts = ["encoder"]
+    if mode == "encoder+decoder":
+        parts += ["decoder", "other"]
+    if include_seg_outputs:
+        parts.append("seg_outputs")
+    return tuple(parts)
+
+
 def _shape_text(shape) -> str:
     return "x".join(str(int(s)) for s in shape) if shape is not None and len(shape) else "scalar"
 
@@ -105,12 +116,7 @@ class TransferReport:
         return counts
 
     def selected_parts(self) -> tuple[str, ...]:
-        parts = ["encoder"]
-        if self.mode == "encoder+decoder":
-            parts += ["decoder", "other"]
-        if self.include_seg_outputs:
-            parts.append("seg_outputs")
-        return tuple(parts)
+        return selected_parts(self.mode, self.include_seg_outputs)
 
     def fresh_parameter_names(self) -> list[str]:
         """Target tensor names NOT transferred (skipped, not_in_source, excluded), in state-dict order.

@@ -14,10 +14,10 @@ The parts, each in a module of its own:
   resolution level) and the adaptation rules for differing shapes, each with the property it keeps;
 * :mod:`nnunet_genesis.transfer.report`: the statuses, the report and the acceptance policy
   (:class:`TransferRefused`);
-* here: planning a transfer (pure), applying it to a network, and the dry run on a planned task;
-* :mod:`nnunet_genesis.nnunet_v1.network`: the network nnU-Net builds from a plans file.
-
-Every name this module exported before the split is still importable from it.
+* here: planning a transfer (pure) and applying it to a network; no nnU-Net is imported (the network comes
+  from the caller);
+* :mod:`nnunet_genesis.commands.transfer_dry_run`: the dry run on a planned task or dataset (it builds the
+  network nnU-Net v1 or v2 would train, :mod:`nnunet_genesis.nnunet_v1.network`, :mod:`nnunet_genesis.nnunet_v2.network`).
 
 A checkpoint that carries nnssl's adaptation plan (nnssl's own, or our v2 pretraining's:
 :mod:`nnunet_genesis.checkpoints.adaptation_plan`) has the plan checked and summarised in the report (architecture,
@@ -43,10 +43,9 @@ from nnunet_genesis.checkpoints import adaptation_plan
 from nnunet_genesis.checkpoints.files import (CheckpointError, _strip_wrapper_prefixes,  # noqa: F401 (re-exported)
                                         allow_nnunet_checkpoint_globals, load_state_dict_from_checkpoint,
                                         read_checkpoint_file)
-from nnunet_genesis.nnunet_v1 import layout
-from nnunet_genesis.nnunet_v1.network import build_generic_unet, build_network_from_plans  # noqa: F401 (re-exported)
 from nnunet_genesis.transfer.report import (DEFAULT_MODE, MIN_ENCODER_FRACTION, MODES, PARTS, STATUSES, TRANSFERRED,  # noqa: F401
-                                            TransferEntry, TransferRefused, TransferReport, check_transfer_accepted)
+                                            TransferEntry, TransferRefused, TransferReport, check_transfer_accepted,
+                                            selected_parts)
 from nnunet_genesis.transfer.rules import (_Role, _adapt, _assign_roles, adapt_conv_kernel,  # noqa: F401
                                            adapt_input_channels, adapt_transposed_conv_kernel, canonical_keys)
 
@@ -59,13 +58,9 @@ __all__ = [
     "adapt_conv_kernel",
     "adapt_transposed_conv_kernel",
     "allow_nnunet_checkpoint_globals",
-    "build_generic_unet",
-    "build_network_from_plans",
     "check_transfer_accepted",
     "load_state_dict_from_checkpoint",
     "plan_transfer",
-    "plan_transfer_for_dataset",
-    "plan_transfer_for_task",
     "transfer_weights",
 ]
 
@@ -107,9 +102,7 @@ def plan_transfer(target_state_dict: Mapping[str, torch.Tensor], source_state_di
     target_roles = _assign_roles(target_state_dict)
     source_roles = _assign_roles(source_state_dict)
     source_by_role = {role: key for key, role in source_roles.items()}
-    selected = {"encoder"} | ({"decoder", "other"} if mode == "encoder+decoder" else set())
-    if include_seg_outputs:
-        selected.add("seg_outputs")
+    selected = set(selected_parts(mode, include_seg_outputs))
 
     updates: dict[str, torch.Tensor] = {}
     entries: list[TransferEntry] = []
@@ -208,43 +201,3 @@ def transfer_weights(network: nn.Module, source, mode: str = DEFAULT_MODE, inclu
     target_state_dict.update(updates)
     network.load_state_dict(target_state_dict, strict=True)
     return report
-
-
-
-def plan_transfer_for_task(weights, task, model="3d_fullres", plans_identifier=layout.DEFAULT_PLANS_IDENTIFIER,
-                           mode=DEFAULT_MODE, min_encoder_fraction=MIN_ENCODER_FRACTION, allow_partial=False,
-                           strict=False) -> TransferReport:
-    """Dry run of ``nnUNetTrainerV2_Genesis -pretrained_weights weights`` on a planned task.
-
-    Builds the network nnU-Net would train for ``task`` (id or name) and ``model`` (2d, 3d_lowres:
-    first stage, 3d_fullres: last stage) from ``$nnUNet_preprocessed/<task>/<plans_identifier>_plans_*D.pkl``
-    and transfers into it. Returns the report; raises TransferRefused exactly when the trainer would.
-    """
-    task_name = layout.resolve_task_name(task)
-    plans_file = layout.plans_file(os.path.join(layout.process_folders().preprocessed or "", task_name),
-                                   plans_identifier, layout.plans_dims(model))
-    if not os.path.isfile(plans_file):
-        raise FileNotFoundError("no plans for %s %s: %s does not exist (run nnUNet_plan_and_preprocess first)"
-                                % (task_name, model, plans_file))
-    plans = layout.load_plans(plans_file)
-    try:
-        stage = layout.stage_for_network(plans, model)
-    except ValueError as error:
-        raise ValueError("%s has %s" % (task_name, error)) from None
-    network = build_network_from_plans(plans, stage=stage)
-    return transfer_weights(network, weights, mode=mode, min_encoder_fraction=min_encoder_fraction,
-                            allow_partial=allow_partial, strict=strict)
-
-
-def plan_transfer_for_dataset(weights, dataset, configuration=None, plans_identifier=None, mode=DEFAULT_MODE,
-                              min_encoder_fraction=MIN_ENCODER_FRACTION, allow_partial=False, strict=False) -> TransferReport:
-    """Dry run of ``nnUNetTrainer_Genesis -pretrained_weights weights`` on a planned nnU-Net v2 dataset (id or
-    name), ``configuration`` (default 3d_fullres) of the plans ``plans_identifier`` (default nnUNetPlans): the
-    network nnUNetTrainer builds (:func:`nnunet_genesis.nnunet_v2.network.build_network`), then the same
-    transfer as :func:`plan_transfer_for_task`."""
-    from nnunet_genesis.nnunet_v2 import network as v2
-    target = v2.load_target(dataset, plans_identifier or v2.DEFAULT_PLANS_IDENTIFIER,
-                            configuration or v2.DEFAULT_CONFIGURATION)
-    network, _ = v2.build_network(target, configuration or v2.DEFAULT_CONFIGURATION)
-    return transfer_weights(network, weights, mode=mode, min_encoder_fraction=min_encoder_fraction,
-                            allow_partial=allow_partial, strict=strict)

@@ -2,6 +2,11 @@
 
 * no import circle between our modules (lazy imports inside functions count: they still tie the two modules);
 * the arrows point one way: ``competition`` -> ``evaluation`` -> ``nnunet_genesis`` (the core), never back;
+* ``evaluation`` stands alone: what it imports of ``nnunet_genesis``, at any depth, is only the small shared helpers
+  (EVALUATION_HELPERS: file writes, integrity, the raw folder's and nnU-Net's names, the command wrapper), never a
+  trainer, and none of it imports nnU-Net;
+* the core (CORE_PACKAGES) imports neither nnU-Net (``nnunet``, ``nnunetv2``) nor our adapters (``nnunet_v1``,
+  ``nnunet_v2``), at any depth, except the commands that build nnU-Net's networks (NNUNET_COMMANDS, each with why);
 * no module over LINE_LIMIT lines unless LONG_MODULES names it with the one idea it holds;
 * the module map (docs/architecture.md) names every module (by path, or by its folder) and no path that does not exist;
 * setup.py installs every package.
@@ -18,6 +23,27 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOTS = ("nnunet_genesis", "competition", "evaluation")
 # Layers: a module may import from its own layer and the layers after it, never from one before it.
 LAYERS = ("competition", "evaluation", "nnunet_genesis")
+# What evaluation/ may import of nnunet_genesis, at any depth (parent packages included: Python runs them too).
+EVALUATION_HELPERS = {
+    "nnunet_genesis", "nnunet_genesis.io", "nnunet_genesis.commands", "nnunet_genesis.nnunet_v1",
+    "nnunet_genesis.nnunet_v2",                  # packages: empty __init__ files
+    "nnunet_genesis.io.atomic",                  # atomic writes, output inside input
+    "nnunet_genesis.io.integrity",               # is a file complete
+    "nnunet_genesis.io.safe_pickle",             # the wrapper's error type (a pickle that is not plain data)
+    "nnunet_genesis.io.raw_dataset",             # imagesTr, labelsTr, dataset.json
+    "nnunet_genesis.commands.wrapper",           # the command wrapper: one line, exit status
+    "nnunet_genesis.nnunet_v1.names",            # v1's names without a lookup (validation_raw, TaskNNN_Name)
+    "nnunet_genesis.nnunet_v2.names",            # v2's names without a lookup (validation, DatasetNNN_Name)
+}
+NNUNET = ("nnunet", "nnunetv2")
+ADAPTERS = ("nnunet_genesis.nnunet_v1", "nnunet_genesis.nnunet_v2")
+CORE_PACKAGES = tuple("nnunet_genesis." + p for p in
+                      ("distortions", "pretraining", "transfer", "checkpoints", "io", "commands"))
+NNUNET_COMMANDS = {   # the core modules allowed to import nnU-Net and the adapters: why
+    "nnunet_genesis.commands.cli": "the entry points: --nnunet 1/2 picks an adapter's prepare and layout",
+    "nnunet_genesis.commands.score_checkpoint": "scores a checkpoint on a prepared task: builds v1's/v2's network",
+    "nnunet_genesis.commands.transfer_dry_run": "the transfer's dry run: builds the network v1/v2 would train",
+}
 LINE_LIMIT = 400
 LONG_MODULES = {   # path: the one idea that keeps it in one file (also in the module map, docs/architecture.md)
     "evaluation/evaluate.py": "scoring a folder of predictions against references",
@@ -112,6 +138,48 @@ def backward_imports(graph, layers=LAYERS):
                   if rank[b.split(".")[0]] < rank[a.split(".")[0]])
 
 
+def with_parent_packages(names, modules):
+    """``names`` and every package above each of them that is one of ``modules`` (importing a.b.c runs a and a.b)."""
+    found = set(names)
+    for name in names:
+        parts = name.split(".")
+        found.update(".".join(parts[:i]) for i in range(1, len(parts)) if ".".join(parts[:i]) in modules)
+    return found
+
+
+def reachable(graph, starts):
+    """Every module that importing ``starts`` may load, at any depth (lazy imports and parent packages too)."""
+    seen, todo = set(), list(starts)
+    while todo:
+        for name in with_parent_packages(graph.get(todo.pop(), ()), graph):
+            if name not in seen:
+                seen.add(name)
+                todo.append(name)
+    return seen - set(starts)
+
+
+def outside_helpers(graph, starts, allowed, within="nnunet_genesis"):
+    """The modules under ``within`` that ``starts`` reach (:func:`reachable`) and ``allowed`` does not name."""
+    return sorted(m for m in reachable(graph, starts) if m.split(".")[0] == within and m not in allowed)
+
+
+def forbidden_imports(modules, selected, forbidden, read=lambda rel: open(os.path.join(REPO, rel)).read()):
+    """{module: [names]} of the ``selected`` modules whose imports (function bodies too) name a package of
+    ``forbidden`` or a module inside one."""
+    found = {}
+    for module in sorted(selected):
+        rel = modules[module]
+        names = imported_names(read(rel), module, rel.endswith("__init__.py"))
+        bad = sorted(n for n in names if any(n == f or n.startswith(f + ".") for f in forbidden))
+        if bad:
+            found[module] = bad
+    return found
+
+
+def in_packages(modules, packages):
+    return [m for m in modules if any(m == p or m.startswith(p + ".") for p in packages)]
+
+
 def long_modules(modules, limit=LINE_LIMIT, allowed=(), read=lambda rel: open(os.path.join(REPO, rel)).read()):
     """{path: lines} of modules over ``limit`` lines that ``allowed`` does not name."""
     lengths = {rel: len(read(rel).splitlines()) for rel in modules.values()}
@@ -171,6 +239,27 @@ def test_imports_point_from_competition_to_evaluation_to_the_core(graph):
     assert backward_imports(graph) == []
 
 
+def test_evaluation_imports_only_the_small_shared_helpers(graph):
+    """evaluation/ stands alone: nothing of the core beyond the helpers, no trainer, no adapter's layout."""
+    evaluation = in_packages(graph, ("evaluation",))
+    reached = reachable(graph, evaluation)
+    assert outside_helpers(graph, evaluation, EVALUATION_HELPERS) == []
+    assert [m for m in reached if "trainers" in m.split(".")] == []
+    assert "nnunet_genesis.io.raw_dataset" in reached and "nnunet_genesis.commands.wrapper" in reached
+
+
+def test_evaluation_and_its_helpers_import_no_nnunet(modules):
+    assert forbidden_imports(modules, in_packages(modules, ("evaluation",)) + sorted(EVALUATION_HELPERS),
+                             NNUNET + ("nnunet_genesis.nnunet_v1.layout", "nnunet_genesis.nnunet_v2.layout")) == {}
+
+
+def test_the_core_imports_no_nnunet_and_no_adapter(modules):
+    core = in_packages(modules, CORE_PACKAGES)
+    assert "nnunet_genesis.transfer.weights" in core and "nnunet_genesis.commands.wrapper" in core
+    assert set(NNUNET_COMMANDS) <= set(core)   # the exceptions name modules that exist
+    assert forbidden_imports(modules, set(core) - set(NNUNET_COMMANDS), NNUNET + ADAPTERS) == {}
+
+
 def test_no_module_over_the_line_limit_unless_it_holds_one_idea(modules):
     assert long_modules(modules, allowed=LONG_MODULES) == {}
 
@@ -222,6 +311,32 @@ def test_checks_find_a_circle_through_a_lazy_and_a_relative_import():
 def test_checks_find_an_import_against_the_layers():
     assert backward_imports(fake_graph(), layers=("competition", "evaluation", "core")) == \
         [("evaluation.e", "competition.p")]
+
+
+STANDALONE = {   # evaluation reaches a trainer through a helper's lazy import; the trainer imports nnunet
+    "core": "", "core.io": "", "core.trainers": "",
+    "core.io.h": "import os\ndef f():\n    from core.trainers import t\n",
+    "core.io.ok": "x = 1\n",
+    "core.trainers.t": "import torch\nfrom nnunet.training import x\n",
+    "core.wrapper": "def f():\n    import nnunetv2.paths\n",
+    "evaluation.e": "from core.io import h, ok\nimport core.wrapper\n",
+}
+
+
+def test_checks_find_evaluation_reaching_beyond_its_helpers_and_nnunet_imports():
+    modules = {name: name.replace(".", "/") + ("/__init__.py" if name in ("core", "core.io", "core.trainers")
+                                               else ".py") for name in STANDALONE}
+    by_path = {rel: STANDALONE[name] for name, rel in modules.items()}
+    graph = import_graph(modules, read=by_path.__getitem__)
+    assert reachable(graph, ["evaluation.e"]) == {"core", "core.io", "core.io.h", "core.io.ok", "core.trainers",
+                                                   "core.trainers.t", "core.wrapper"}
+    helpers = {"core", "core.io", "core.io.h", "core.io.ok", "core.wrapper"}
+    assert outside_helpers(graph, ["evaluation.e"], helpers, within="core") == ["core.trainers", "core.trainers.t"]
+    assert outside_helpers(graph, ["evaluation.e"], helpers | {"core.trainers", "core.trainers.t"}, within="core") == []
+    assert forbidden_imports(modules, modules, NNUNET + ("core.trainers",), read=by_path.__getitem__) == {
+        "core.io.h": ["core.trainers", "core.trainers.t"], "core.trainers.t": ["nnunet.training", "nnunet.training.x"],
+        "core.wrapper": ["nnunetv2.paths"]}
+    assert in_packages(modules, ("core.io",)) == ["core.io", "core.io.h", "core.io.ok"]
 
 
 def test_checks_find_a_long_module_and_a_module_missing_from_the_map():

@@ -46,7 +46,6 @@ NNUNET_COMMANDS = {   # the core modules allowed to import nnU-Net and the adapt
 }
 LINE_LIMIT = 400
 LONG_MODULES = {   # path: the one idea that keeps it in one file (also in the module map, docs/architecture.md)
-    "evaluation/evaluate.py": "scoring a folder of predictions against references",
     "competition/submission.py": "building and validating the Decathlon submission",
 }
 

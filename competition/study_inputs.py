@@ -172,10 +172,10 @@ def list_test_images(images_dir: str, num_modalities: int) -> Dict[str, List[str
         else:
             cases.setdefault(case_channel[0], []).append(name)
     if unexpected:
+        last = raw_dataset.channel_file_name("CASE", num_modalities - 1, ending="")
         raise StudyError("%s: %d file(s) are not nnU-Net test images of this %d-modality task (CASE_%s.nii.gz): %s"
                          % (images_dir, len(unexpected), num_modalities,
-                            "0000" if num_modalities == 1 else "0000 ... CASE_%04d" % (num_modalities - 1),
-                            _short_list(unexpected)))
+                            "0000" if num_modalities == 1 else "0000 ... " + last, _short_list(unexpected)))
     missing = [raw_dataset.channel_file_name(case, m) for case, files in sorted(cases.items())
                for m in range(num_modalities) if raw_dataset.channel_file_name(case, m) not in files]
     if missing:

@@ -29,6 +29,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from nnunet_genesis.distortions.composite import PUBLISHED_P_INPAINT
 from nnunet_genesis.pretraining.recipes import RECIPES, learning_rate
 from tests.conftest import run_stock, stock_command, subprocess_env
 from tests.msd_fixtures import _save_nifti, make_ct_case
@@ -44,6 +45,9 @@ NUM_TRAINING, NUM_TEST = 5, 2  # 5: the fewest cases for nnU-Net's 5-fold split 
 LABELS = {"background": 0, "organ": 1, "lesion": 2}
 
 PRETRAIN_RECIPE = "adamw_identity_start"
+# trained with another mix than the published one the scores use (nnunet_genesis.pretraining.validation), so that
+# the tests below tell the training mix (recorded in the adaptation plan) from the scored one
+TRAINING_P_INPAINT = 0.8
 TINY_TRAINERS = '''
 import torch
 from nnunet_genesis.nnunet_v2.trainers import nnUNetTrainer_Genesis, nnUNetTrainer_GenesisPretrain
@@ -61,6 +65,7 @@ class _TinyBudget:
 class GenesisPretrainV2_Tiny(_TinyBudget, nnUNetTrainer_GenesisPretrain):
     # a healthy run by construction (the residual output starts at the identity), as in the v1 test
     genesis_recipe = "%s"
+    genesis_transform_kwargs = {"p_inpaint": %r}
     genesis_preview_every = 1
     genesis_diagnostic_cases = 1
     genesis_validation_cases = 2
@@ -68,7 +73,7 @@ class GenesisPretrainV2_Tiny(_TinyBudget, nnUNetTrainer_GenesisPretrain):
 
 class GenesisV2_Tiny(_TinyBudget, nnUNetTrainer_Genesis):
     genesis_warmup_epochs = 1
-''' % PRETRAIN_RECIPE
+''' % (PRETRAIN_RECIPE, TRAINING_P_INPAINT)
 
 
 def write_v2_raw_dataset(raw_root):
@@ -369,7 +374,7 @@ def test_pretraining_checkpoint_carries_an_adaptation_plan_nnunet_master_reads(v
     assert info["pt_spacing"] == [SPACING[2], SPACING[1], SPACING[0]]   # nnU-Net's axis order (z, y, x)
     genesis = plan["nnunet_genesis"]
     assert genesis["recipe"]["name"] == PRETRAIN_RECIPE and genesis["target_dataset"] == TARGET
-    assert genesis["distortion_mix"]["p_inpaint"] == RECIPES[PRETRAIN_RECIPE].p_inpaint
+    assert genesis["distortion_mix"]["p_inpaint"] == TRAINING_P_INPAINT    # what it trained with
     # nnU-Net master's fine-tuning: the network from the plan (3 classes here), encoder and stem loaded
     downstream = build_like_nnunet_master(architecture, 1, len(LABELS))
     load_like_nnunet_master(downstream, checkpoint, info)
@@ -432,8 +437,15 @@ def test_restoration_command_scores_a_v2_checkpoint_as_the_trainer_did(v2, tmp_p
     with open(tmp_path / "scores" / "summary.json") as f:
         rescored = json.load(f)
     assert rescored["task"] == v2["pretrain_dataset"] and rescored["cases"] == trained["cases"]
+    # one meaning for the scores: the trainer and the command both score the published distortions and mix
+    # (nnunet_genesis.pretraining.validation.scoring_transform), whatever mix the checkpoint trained with (here
+    # 80 % in-painting), so the command reproduces the trainer's whole table, the composite included
+    assert trained["scored_composite"] == rescored["scored_composite"] == {"p_paint": 0.9,
+                                                                           "p_inpaint": PUBLISHED_P_INPAINT}
+    assert TRAINING_P_INPAINT != PUBLISHED_P_INPAINT
     for kind, scores in trained["scores"].items():
-        assert rescored["scores"][kind]["network"] == pytest.approx(scores["network"], abs=1e-4), kind
+        for answer in ("network", "identity", "mean"):
+            assert rescored["scores"][kind][answer] == pytest.approx(scores[answer], abs=1e-4), (kind, answer)
     assert (tmp_path / "scores" / "in_painting.png").stat().st_size > 0
     # bad input: one line, exit 2
     for args, fault in ((("-t", 999), "no such dataset with id 999"),

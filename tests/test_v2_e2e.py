@@ -71,6 +71,12 @@ class GenesisPretrainV2_Tiny(_TinyBudget, nnUNetTrainer_GenesisPretrain):
     genesis_validation_cases = 2
 
 
+class GenesisPretrainV2_TinyStops(GenesisPretrainV2_Tiny):
+    # patience 0: early stopping ends the training after its first epoch (the rule of _Published, made certain)
+    genesis_early_stopping_patience = 0
+    genesis_validation_cases = 1
+
+
 class GenesisV2_Tiny(_TinyBudget, nnUNetTrainer_Genesis):
     genesis_warmup_epochs = 1
 ''' % (PRETRAIN_RECIPE, TRAINING_P_INPAINT)
@@ -176,6 +182,20 @@ def test_pretraining_on_prepared_data_writes_checkpoint_and_restoration_scores(v
     assert log.count("restoration per distortion") == 2 and "identity" in log and "local_shuffle" in log
     assert "validation restoration: MSE" in log and "COLLAPSED" not in log
     assert not os.path.isdir(os.path.join(fold, "validation"))  # no segmentation export
+
+
+def test_early_stopping_ends_a_v2_pretraining_as_a_finished_one(v2):
+    # nnUNetTrainer.run_training has no exit from its epoch loop: the patience ends it and on_train_end still runs
+    log = run_stock([stock_command("nnUNetv2_train"), PRETRAIN_ID, "3d_fullres", "all", "-tr",
+                     "GenesisPretrainV2_TinyStops", "-device", "cpu"], env=v2["env"])
+    fold = fold_folder(v2["folders"]["nnUNet_results"], v2["pretrain_dataset"], "GenesisPretrainV2_TinyStops", "all")
+    assert "early stopping: the validation loss has not improved for 0 epochs" in log
+    checkpoint = torch.load(os.path.join(fold, "checkpoint_final.pth"), map_location="cpu", weights_only=False)
+    assert checkpoint["current_epoch"] == 1    # 1 of its 2 epochs
+    with open(os.path.join(fold, "restoration_history.json")) as f:
+        assert [h["epoch"] for h in json.load(f)] == [0]   # its last epoch was scored
+    with open(os.path.join(fold, "validation_restoration", "summary.json")) as f:
+        assert len(json.load(f)["cases"]) == 1             # the final report was written
 
 
 def test_finetuning_transfers_the_pretrained_encoder_and_reports_it(v2):

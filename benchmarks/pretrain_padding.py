@@ -4,7 +4,8 @@
 
 Builds the v1 pretraining trainer ``--trainer`` (a recipe with ``inside_only``, so that its GenesisTransform marks
 the target NaN where nnU-Net's segmentation is -1) on fold 0 of the prepared pretraining task ``TASK`` (name or
-id, with ``nnUNet_preprocessed`` / ``RESULTS_FOLDER`` set), draws ``--batches`` real batches from its training
+id, with ``nnUNet_preprocessed`` / ``RESULTS_FOLDER`` set, and ``nnUNet_extTrainer=benchmarks/trainers`` for the default
+``--trainer``), draws ``--batches`` real batches from its training
 pipeline (nnU-Net's DataLoader3D with its enlarged crop and padding, SpatialTransform, the distortions) and its
 validation pipeline, and prints per pipeline the share of target voxels outside the image, and how often the
 network's input is not 0 there: nnU-Net pads with 0, but the distortions (the intensity map of the whole patch,

@@ -79,7 +79,7 @@ def environment(out):
                      ("RESULTS_FOLDER", "results")):
         env[key] = os.path.join(out, sub)
         os.makedirs(env[key], exist_ok=True)
-    env["nnUNet_extTrainer"] = os.path.join(REPO, "competition", "demo_trainers")
+    env["nnUNet_extTrainer"] = os.path.join(REPO, "benchmarks", "trainers")   # small_case_trainers.py
     return env
 
 

@@ -98,14 +98,13 @@ def test_compare_after_a_failed_write_keeps_the_earlier_set(tmp_path):
 def test_restoration_report_after_a_failed_write_keeps_the_earlier_set(tmp_path, monkeypatch):
     from nnunet_genesis.pretraining import previews
     from nnunet_genesis.pretraining.validation import restoration_report
-    from nnunet_genesis.distortions.composite import GenesisTransform
     rng = np.random.default_rng(0)
     cases = {"case_%d" % i: rng.normal(size=(1, 20, 20, 20)).astype(np.float32) for i in range(2)}
 
     def score(seed):
         torch.manual_seed(seed)
-        return restoration_report(torch.nn.Conv3d(1, 1, 3, padding=1), cases, (12, 12, 12),
-                                  lambda s: GenesisTransform(seed=s), str(tmp_path / "out"), max_previews=2)
+        return restoration_report(torch.nn.Conv3d(1, 1, 3, padding=1), cases, (12, 12, 12), str(tmp_path / "out"),
+                                  max_previews=2)
     score(0)
     before = tree_bytes(tmp_path / "out")
     assert len([p for p in before if p.endswith(".png")]) >= 4

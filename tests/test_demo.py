@@ -50,3 +50,23 @@ def test_demo_refuses_a_folder_that_is_not_its_own(tmp_path):
     done = run_demo(tmp_path)
     assert done.returncode == 1 and str(tmp_path) in done.stdout
     assert (tmp_path / "precious.txt").read_text() == "keep me" and os.listdir(tmp_path) == ["precious.txt"]
+
+
+def test_only_the_trainers_the_demo_runs_ship_with_it():
+    """Shipped code is product code: competition/demo_trainers holds the demo's three trainers; the variants its
+    measurements compared are in benchmarks/trainers, found through nnUNet_extTrainer like a user's own."""
+    import ast
+    import competition.demo as demo
+    import competition.demo_trainers as demo_trainers
+    from nnunet_genesis.integration import find_ext_trainer
+    from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis
+    shipped = os.path.dirname(demo_trainers.__file__)
+    classes = {node.name for name in os.listdir(shipped) if name.endswith(".py")
+               for node in ast.parse(open(os.path.join(shipped, name)).read()).body
+               if isinstance(node, ast.ClassDef) and node.name.startswith("nnUNetTrainer")}
+    assert classes == {demo.PRETRAINER, demo.GENESIS_TRAINER, demo.SCRATCH_TRAINER}
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    measured = find_ext_trainer("nnUNetTrainerV2_GenesisLinearWarmup_Demo",
+                                [shipped, os.path.join(repo, "benchmarks", "trainers")])
+    assert issubclass(measured, nnUNetTrainerV2_Genesis) and measured.genesis_warmup_shape == "linear"
+    assert find_ext_trainer("nnUNetTrainerV2_GenesisLinearWarmup_Demo", [shipped]) is None

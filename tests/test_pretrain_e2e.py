@@ -16,9 +16,11 @@ import pytest
 import SimpleITK as sitk
 
 from nnunet_genesis.checkpoints.files import read_checkpoint_file
+from nnunet_genesis.distortions.composite import PUBLISHED_P_INPAINT
 from tests.conftest import run_stock, stock_command, subprocess_env
 
 PRETRAIN_TASK_ID = 921
+TRAINING_P_INPAINT = 0.8   # the tiny pretraining trainer's mix (TINY_TRAINERS)
 
 TINY_TRAINERS = '''
 import os
@@ -33,6 +35,8 @@ class GenesisPretrain_Tiny(nnUNetTrainerV2_GenesisPretrain):
     # layer) a CI run once scored R^2 -0.38 on shuffling after six steps; the default recipe's direct
     # output is flat until it has trained for far longer than this test runs.
     genesis_recipe = "adamw_identity_start"
+    # trained with another mix than the published one its diagnostics score (the restoration test below)
+    genesis_transform_kwargs = {"p_inpaint": TRAINING_P_INPAINT}
     # two-iteration epochs: the diagnostics cost more than training, so the default 10 % share would skip
     # epoch 1 (nnunet_genesis/pretraining/schedule.py); this test checks that every epoch can be scored
     genesis_diagnostics_share = 1.0
@@ -78,7 +82,7 @@ class Genesis_Tiny(nnUNetTrainerV2_Genesis):
         self.max_num_epochs = 2
         self.num_batches_per_epoch = 2
         self.num_val_batches_per_epoch = 1
-'''
+'''.replace("TRAINING_P_INPAINT", repr(TRAINING_P_INPAINT))
 
 
 def results_folder(configuration, task, trainer, fold):
@@ -182,7 +186,10 @@ def test_restoration_command_scores_any_checkpoint(pretrained, tmp_path):
         summary = json.load(f)
     assert len(summary["cases"]) == 3 and summary["residual"] is True
 
-    # the command reproduces the trainer's own end-of-training scores: same network, cases and distortions
+    # One meaning for the scores (nnunet_genesis.pretraining.validation.scoring_transform): the trainer's
+    # end-of-training report and the command both score the published distortions and mix, whatever mix the
+    # checkpoint trained with (the tiny trainer: 80 % in-painting), so the command reproduces the trainer's whole
+    # table, the composite included: same network, cases and distortions.
     with open(os.path.join(pretrained["pretrain_fold"], "validation_restoration", "summary.json")) as f:
         trained = json.load(f)
     same = subprocess.run([stock_command("nnUNet_genesis_restoration"), "-t", pretrained["pretrain_task"],
@@ -193,8 +200,12 @@ def test_restoration_command_scores_any_checkpoint(pretrained, tmp_path):
     with open(tmp_path / "same" / "summary.json") as f:
         rescored = json.load(f)
     assert rescored["cases"] == trained["cases"]
+    assert trained["scored_composite"] == rescored["scored_composite"] == {"p_paint": 0.9,
+                                                                           "p_inpaint": PUBLISHED_P_INPAINT}
+    assert TRAINING_P_INPAINT != PUBLISHED_P_INPAINT
     for kind, scores in trained["scores"].items():
-        assert rescored["scores"][kind]["network"] == pytest.approx(scores["network"], abs=1e-4), kind
+        for answer in ("network", "identity", "mean"):
+            assert rescored["scores"][kind][answer] == pytest.approx(scores[answer], abs=1e-4), (kind, answer)
 
     collapsed = subprocess.run(command + ["-w", os.path.join(pretrained["collapsed_fold"],
                                                              "model_final_checkpoint.model"),

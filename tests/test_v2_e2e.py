@@ -29,6 +29,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from nnunet_genesis.distortions.composite import PUBLISHED_P_INPAINT
 from nnunet_genesis.pretraining.recipes import RECIPES, learning_rate
 from tests.conftest import run_stock, stock_command, subprocess_env
 from tests.msd_fixtures import _save_nifti, make_ct_case
@@ -44,6 +45,9 @@ NUM_TRAINING, NUM_TEST = 5, 2  # 5: the fewest cases for nnU-Net's 5-fold split 
 LABELS = {"background": 0, "organ": 1, "lesion": 2}
 
 PRETRAIN_RECIPE = "adamw_identity_start"
+# trained with another mix than the published one the scores use (nnunet_genesis.pretraining.validation), so that
+# the tests below tell the training mix (recorded in the adaptation plan) from the scored one
+TRAINING_P_INPAINT = 0.8
 TINY_TRAINERS = '''
 import torch
 from nnunet_genesis.nnunet_v2.trainers import nnUNetTrainer_Genesis, nnUNetTrainer_GenesisPretrain
@@ -61,14 +65,21 @@ class _TinyBudget:
 class GenesisPretrainV2_Tiny(_TinyBudget, nnUNetTrainer_GenesisPretrain):
     # a healthy run by construction (the residual output starts at the identity), as in the v1 test
     genesis_recipe = "%s"
+    genesis_transform_kwargs = {"p_inpaint": %r}
     genesis_preview_every = 1
     genesis_diagnostic_cases = 1
     genesis_validation_cases = 2
 
 
+class GenesisPretrainV2_TinyStops(GenesisPretrainV2_Tiny):
+    # patience 0: early stopping ends the training after its first epoch (the rule of _Published, made certain)
+    genesis_early_stopping_patience = 0
+    genesis_validation_cases = 1
+
+
 class GenesisV2_Tiny(_TinyBudget, nnUNetTrainer_Genesis):
     genesis_warmup_epochs = 1
-''' % PRETRAIN_RECIPE
+''' % (PRETRAIN_RECIPE, TRAINING_P_INPAINT)
 
 
 def write_v2_raw_dataset(raw_root):
@@ -171,6 +182,20 @@ def test_pretraining_on_prepared_data_writes_checkpoint_and_restoration_scores(v
     assert log.count("restoration per distortion") == 2 and "identity" in log and "local_shuffle" in log
     assert "validation restoration: MSE" in log and "COLLAPSED" not in log
     assert not os.path.isdir(os.path.join(fold, "validation"))  # no segmentation export
+
+
+def test_early_stopping_ends_a_v2_pretraining_as_a_finished_one(v2):
+    # nnUNetTrainer.run_training has no exit from its epoch loop: the patience ends it and on_train_end still runs
+    log = run_stock([stock_command("nnUNetv2_train"), PRETRAIN_ID, "3d_fullres", "all", "-tr",
+                     "GenesisPretrainV2_TinyStops", "-device", "cpu"], env=v2["env"])
+    fold = fold_folder(v2["folders"]["nnUNet_results"], v2["pretrain_dataset"], "GenesisPretrainV2_TinyStops", "all")
+    assert "early stopping: the validation loss has not improved for 0 epochs" in log
+    checkpoint = torch.load(os.path.join(fold, "checkpoint_final.pth"), map_location="cpu", weights_only=False)
+    assert checkpoint["current_epoch"] == 1    # 1 of its 2 epochs
+    with open(os.path.join(fold, "restoration_history.json")) as f:
+        assert [h["epoch"] for h in json.load(f)] == [0]   # its last epoch was scored
+    with open(os.path.join(fold, "validation_restoration", "summary.json")) as f:
+        assert len(json.load(f)["cases"]) == 1             # the final report was written
 
 
 def test_finetuning_transfers_the_pretrained_encoder_and_reports_it(v2):
@@ -369,7 +394,7 @@ def test_pretraining_checkpoint_carries_an_adaptation_plan_nnunet_master_reads(v
     assert info["pt_spacing"] == [SPACING[2], SPACING[1], SPACING[0]]   # nnU-Net's axis order (z, y, x)
     genesis = plan["nnunet_genesis"]
     assert genesis["recipe"]["name"] == PRETRAIN_RECIPE and genesis["target_dataset"] == TARGET
-    assert genesis["distortion_mix"]["p_inpaint"] == RECIPES[PRETRAIN_RECIPE].p_inpaint
+    assert genesis["distortion_mix"]["p_inpaint"] == TRAINING_P_INPAINT    # what it trained with
     # nnU-Net master's fine-tuning: the network from the plan (3 classes here), encoder and stem loaded
     downstream = build_like_nnunet_master(architecture, 1, len(LABELS))
     load_like_nnunet_master(downstream, checkpoint, info)
@@ -432,8 +457,15 @@ def test_restoration_command_scores_a_v2_checkpoint_as_the_trainer_did(v2, tmp_p
     with open(tmp_path / "scores" / "summary.json") as f:
         rescored = json.load(f)
     assert rescored["task"] == v2["pretrain_dataset"] and rescored["cases"] == trained["cases"]
+    # one meaning for the scores: the trainer and the command both score the published distortions and mix
+    # (nnunet_genesis.pretraining.validation.scoring_transform), whatever mix the checkpoint trained with (here
+    # 80 % in-painting), so the command reproduces the trainer's whole table, the composite included
+    assert trained["scored_composite"] == rescored["scored_composite"] == {"p_paint": 0.9,
+                                                                           "p_inpaint": PUBLISHED_P_INPAINT}
+    assert TRAINING_P_INPAINT != PUBLISHED_P_INPAINT
     for kind, scores in trained["scores"].items():
-        assert rescored["scores"][kind]["network"] == pytest.approx(scores["network"], abs=1e-4), kind
+        for answer in ("network", "identity", "mean"):
+            assert rescored["scores"][kind][answer] == pytest.approx(scores[answer], abs=1e-4), (kind, answer)
     assert (tmp_path / "scores" / "in_painting.png").stat().st_size > 0
     # bad input: one line, exit 2
     for args, fault in ((("-t", 999), "no such dataset with id 999"),

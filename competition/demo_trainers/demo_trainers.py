@@ -4,14 +4,14 @@ Pretraining, Genesis fine-tuning and scratch training share one budget per run s
 comparison is fair: the fine-tuning and scratch runs see the same number of iterations, data and
 schedule; only the starting weights differ. ``NNUNET_GENESIS_DEMO_SCALE`` (default 1) multiplies
 the epochs (and, below 1, the iterations per epoch), for a quicker smoke run (tests) or a longer,
-more telling one.
+more telling one. Only the three trainers the demo runs ship here; the variants its measurements compared
+(docs/measurements.md) are in ``benchmarks/trainers/``.
 """
 import os
 
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 
-from nnunet_genesis.nnunet_v1.trainers import (nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisEncoderDecoder,
-                                     nnUNetTrainerV2_GenesisPretrain)
+from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain
 from nnunet_genesis.nnunet_v1.trainers.base import GenesisTrainerBase
 
 
@@ -60,25 +60,3 @@ class nnUNetTrainerV2_Genesis_Demo(DemoBudget, nnUNetTrainerV2_Genesis):
 class nnUNetTrainerV2_Scratch_Demo(DemoBudget, GenesisTrainerBase, nnUNetTrainerV2):
     """Stock nnUNetTrainerV2 with the demo's budget (GenesisTrainerBase only stops its augmentation
     workers when training ends, see nnunet_genesis/nnunet_v1/trainers/base.py)."""
-
-
-class nnUNetTrainerV2_GenesisEncoder_Demo(nnUNetTrainerV2_Genesis_Demo):
-    """The default (encoder only), under the name the first encoder-only study used."""
-
-
-class nnUNetTrainerV2_GenesisLinearWarmup_Demo(nnUNetTrainerV2_Genesis_Demo):
-    """Fine-tuning variant in nnssl's manner, scaled to the demo's 4 epochs: the transferred layers' rate
-    ramps linearly from 0 over 2 epochs (0, 0.05 x) and stays at 0.1 x nnU-Net's (1e-3, nnssl's peak)
-    afterwards; the fresh layers train at nnU-Net's rate. Compare it with nnUNetTrainerV2_Genesis_Demo
-    (1 frozen epoch, then the full rate) on the study's validation Dice."""
-    genesis_warmup_epochs = 2
-    genesis_warmup_shape = "linear"
-    genesis_warmup_lr_scale = 0.0
-    genesis_transferred_lr_scale = 0.1
-
-
-class nnUNetTrainerV2_GenesisEncoderDecoder_Demo(DemoBudget, nnUNetTrainerV2_GenesisEncoderDecoder):
-    """Fine-tuning variant with the demo's budget: encoder and decoder are transferred (the published
-    Models Genesis fine-tuning); compare it with nnUNet_genesis_study on the validation Dice."""
-    genesis_warmup_epochs = 1
-    genesis_allow_unlearned = True  # as nnUNetTrainerV2_Genesis_Demo

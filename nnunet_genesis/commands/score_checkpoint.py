@@ -9,13 +9,13 @@ dataset, configuration and plans, the plans' PlainConvUNet / ResidualEncoderUNet
 in strict mode, segmentation heads included, so a checkpoint planned for another task is adapted where the rules
 allow and refused otherwise).  Whether the output is residual (``nnunet_genesis/pretraining/recipes.py``) is read from what
 the checkpoint records -- v1: its ``.model.pkl`` (the trainer that wrote it and its recipe); v2: the recipe in its
-adaptation plan, or its ``trainer_name`` -- or given by the caller for weights that record none.
+adaptation plan, or its ``trainer_name`` -- or given by the caller for weights that record none.  The scores mean
+what the trainers' do (``nnunet_genesis.pretraining.validation.scoring_transform``: the published distortions and
+mix, whatever the checkpoint's recipe trained with), so a checkpoint scores the same here as in its trainer's log.
 """
 import os
 from dataclasses import dataclass
 from typing import Callable, Optional
-
-import numpy as np
 
 from nnunet_genesis.io import safe_pickle
 from nnunet_genesis.io.atomic import refuse_output_inside_inputs
@@ -75,23 +75,19 @@ def _v2_recorded_recipe(weights: str):
 
 def load_prepared_cases(task_dir: str, plans: dict, stage, max_cases: int):
     """Up to ``max_cases`` preprocessed cases of ``task_dir`` (sorted by name), without the seg channel, NaN
-    where the seg says the voxel is outside the image (as the pretraining trainers score)."""
-    from nnunet_genesis.pretraining.validation import outside_as_nan
+    where the seg says the voxel is outside the image (read as the pretraining trainer reads them:
+    ``nnunet_genesis.nnunet_v1.network.preprocessed_volumes``)."""
+    from nnunet_genesis.nnunet_v1.network import UnreadableCase, preprocessed_volumes
     folder = layout.stage_folder(task_dir, plans, stage)
     if not os.path.isdir(folder):
         raise ScoreError("%s: no preprocessed data folder (run nnUNet_genesis_prepare first)" % folder)
     names = sorted(f[:-4] for f in os.listdir(folder) if f.endswith(".npz"))[:max_cases]
     if not names:
         raise ScoreError("%s: no prepared cases (.npz)" % folder)
-    cases = {}
-    for name in names:
-        path = os.path.join(folder, name + ".npz")
-        try:
-            volume = np.load(path, allow_pickle=False)["data"]
-            cases[name] = outside_as_nan(volume[:-1], volume[-1:])  # the last channel is nnU-Net's seg
-        except Exception as error:
-            raise ScoreError("%s: unreadable prepared case (%s: %s)" % (path, type(error).__name__, error))
-    return cases
+    try:
+        return preprocessed_volumes({name: os.path.join(folder, name + ".npz") for name in names})
+    except UnreadableCase as error:
+        raise ScoreError(str(error)) from None
 
 
 def v1_target(task: str, plans_identifier: str = layout.DEFAULT_PLANS_IDENTIFIER) -> ScoringTarget:
@@ -147,7 +143,6 @@ def score_checkpoint(weights: str, task: str, output_folder: str, max_cases: int
     from nnunet_genesis.pretraining.validation import restoration_report
     from nnunet_genesis.pretraining.recipes import RECIPES
     from nnunet_genesis.transfer.weights import TransferRefused, transfer_weights
-    from nnunet_genesis.distortions.composite import GenesisTransform
 
     if not os.path.isfile(weights):
         raise ScoreError("%s: no such checkpoint file" % weights)
@@ -177,7 +172,7 @@ def score_checkpoint(weights: str, task: str, output_folder: str, max_cases: int
     if residual:
         add_residual_output(network)
     cases = target.load_cases(max_cases)
-    summary = restoration_report(network, cases, target.patch_size, lambda seed: GenesisTransform(seed=seed),
-                                 output_folder, extra={"weights": os.path.abspath(weights), "task": target.name,
-                                                       "residual": residual})
+    summary = restoration_report(network, cases, target.patch_size, output_folder,
+                                 extra={"weights": os.path.abspath(weights), "task": target.name,
+                                        "residual": residual})
     return summary, residual, how

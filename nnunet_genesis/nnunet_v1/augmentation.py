@@ -41,18 +41,18 @@ def genesis_transforms(patch_size, params, genesis_transform, spatial=True):
     return Compose(transforms)
 
 
-def genesis_augmentation(dl_tr, dl_val, patch_size, params, make_genesis_transform, pin_memory=False):
+def genesis_augmentation(dl_tr, dl_val, patch_size, params, train_transform, validation_transform,
+                         pin_memory=False):
     """(train, validation) MultiThreadedAugmenters for restoration, with nnU-Net's worker counts.
 
-    ``make_genesis_transform(seed)`` builds a GenesisTransform. Training uses seed None (fresh
-    entropy in every worker process); validation a fixed seed so its loss is comparable between
-    epochs.
+    ``train_transform``: a GenesisTransform with seed None (fresh entropy in every worker process);
+    ``validation_transform``: one with the fixed validation seed, so that the validation loss compares between
+    epochs (both from ``nnunet_genesis.pretraining.trainer_hooks.GenesisPretrainSettings``).
     """
     from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAugmenter
     num_threads = params.get("num_threads")
-    tr = MultiThreadedAugmenter(dl_tr, genesis_transforms(patch_size, params, make_genesis_transform(None)),
+    tr = MultiThreadedAugmenter(dl_tr, genesis_transforms(patch_size, params, train_transform),
                                 num_threads, params.get("num_cached_per_thread"), pin_memory=pin_memory)
-    val = MultiThreadedAugmenter(dl_val, genesis_transforms(patch_size, params, make_genesis_transform(12345),
-                                                            spatial=False),
+    val = MultiThreadedAugmenter(dl_val, genesis_transforms(patch_size, params, validation_transform, spatial=False),
                                  max(num_threads // 2, 1), params.get("num_cached_per_thread"), pin_memory=pin_memory)
     return tr, val

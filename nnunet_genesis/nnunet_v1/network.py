@@ -1,4 +1,5 @@
-"""The Generic_UNet nnU-Net v1 builds from a plans file, built here without a trainer (on the CPU).
+"""The Generic_UNet nnU-Net v1 builds from a plans file, built here without a trainer (on the CPU), and its
+preprocessed cases as the restoration scores read them.
 
 Follows nnU-Net 1.7.1's ``nnunet/training/network_training/nnUNetTrainer.py`` (``process_plans``: input
 channels, base features, classes, kernels of a stage) and ``nnUNetTrainerV2.py`` (``initialize_network``: the
@@ -11,6 +12,31 @@ from collections.abc import Mapping
 from torch import nn
 
 from nnunet_genesis.nnunet_v1 import layout
+
+
+class UnreadableCase(ValueError):
+    """A preprocessed case that cannot be read: one line naming the file and the fault."""
+
+
+def preprocessed_volumes(data_files: Mapping) -> dict:
+    """``{case: .npz path}`` (nnU-Net v1's preprocessed cases: the image channels, then the seg channel) ->
+    ``{case: float32 (C, Z, Y, X)}`` in sorted case order, NaN where the seg says the voxel is outside the image
+    (``nnunet_genesis.pretraining.validation.outside_as_nan``). The ``.npy`` nnU-Net unpacks beside a ``.npz`` is
+    read (memory-mapped) where it exists. The v1 counterpart of ``nnunet_v2.network.preprocessed_volumes``, for
+    the pretraining trainer's diagnostics and ``nnUNet_genesis_restoration`` alike."""
+    import numpy as np
+    from nnunet_genesis.pretraining.validation import outside_as_nan
+    cases = {}
+    for name in sorted(data_files):
+        path = data_files[name]
+        npy = path[:-4] + ".npy"
+        try:
+            volume = np.load(npy, mmap_mode="r", allow_pickle=False) if os.path.isfile(npy) else \
+                np.load(path, allow_pickle=False)["data"]
+            cases[name] = outside_as_nan(volume[:-1], volume[-1:])  # the last channel is nnU-Net's seg
+        except Exception as error:
+            raise UnreadableCase("%s: unreadable prepared case (%s: %s)" % (path, type(error).__name__, error))
+    return cases
 
 
 def build_generic_unet(num_input_channels: int, base_num_features: int, num_classes: int, pool_op_kernel_sizes,

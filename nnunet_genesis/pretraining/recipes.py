@@ -23,8 +23,8 @@ The per-distortion diagnostics leave them out whatever the recipe.
 
 ``p_inpaint``: of the training patches that are painted (90 %), the share that is in-painted rather
 than out-painted. Published: 0.2, so 72 % of all training patches are out-painted, mostly noise the
-network cannot predict. The per-distortion scores do not depend on it; the trainers' composite
-(validation loss and the composite row of their diagnostics) uses the training mix.
+network cannot predict. The trainers train and compute their validation loss with the recipe's mix;
+their diagnostics score the published one (``nnunet_genesis.pretraining.validation.scoring_transform``).
 """
 from dataclasses import asdict, dataclass
 
@@ -101,6 +101,15 @@ def learning_rate(recipe: Recipe, progress: float) -> float:
         return recipe.peak_lr * progress / recipe.warmup
     decayed = (progress - recipe.warmup) / (1.0 - recipe.warmup) if recipe.warmup < 1 else 1.0
     return recipe.peak_lr * (1.0 - min(decayed, 1.0)) ** POLY_EXPONENT
+
+
+def set_recipe_lr(optimizer, recipe: Recipe, epochs_done: float, num_epochs: int) -> float:
+    """Set every group of ``optimizer`` to the recipe's rate at ``epochs_done / num_epochs`` (fractional epochs:
+    the pretraining trainers, v1 and v2, call it before every iteration); returns that rate."""
+    lr = learning_rate(recipe, epochs_done / max(num_epochs, 1))
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    return lr
 
 
 def make_optimizer(recipe: Recipe, parameters) -> torch.optim.Optimizer:

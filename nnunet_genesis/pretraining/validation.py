@@ -1,4 +1,15 @@
 """Restoring validation cases' central patches (voxels outside the image left out) and scoring them per distortion.
+
+What the scores mean, for every checkpoint: :func:`scoring_transform`, the one owner of the scored distortions.
+The trainers' diagnostics (v1 and v2), their previews and final report, ``nnUNet_genesis_restoration`` and the
+benchmarks all score with it: each distortion alone with the published sizes, and the composite with the
+published mix (``GenesisTransform()``: of the painted patches 20 % in-painted), whatever mix the recipe trains
+with. Why the published mix rather than each checkpoint's own: (1) one checkpoint shows one table, the same from
+the trainer's log, its ``summary.json`` and the command; (2) checkpoints of different recipes are compared on the
+same composite task (a recipe that in-paints more would otherwise score its composite on an easier task); (3) the
+command can score any weights, also those that record no recipe (the published Models Genesis ones) and v1
+checkpoints whose ``genesis_transform_kwargs`` are recorded nowhere. The training mix stays visible where it
+belongs: the training loss and nnU-Net's per-epoch validation loss and R^2 use it.
 """
 import os
 from typing import Dict, Optional
@@ -54,12 +65,25 @@ def restore_patch(network, distorted: np.ndarray) -> np.ndarray:
     return out[0].float().cpu().numpy()
 
 
-def validation_pairs(cases: Dict[str, np.ndarray], patch_size, make_genesis_transform, seed: int = 0):
-    """The central patch of each validation case, distorted once per distortion kind (the stream
-    fixed by ``seed``; see ``nnunet_genesis.pretraining.scores.distorted_pairs``)."""
+def scoring_transform(seed=None):
+    """The composite distortion every restoration score uses (module doc): the published ``GenesisTransform``
+    (its per-distortion sizes and its mix), seeded."""
+    from nnunet_genesis.distortions.composite import GenesisTransform
+    return GenesisTransform(seed=seed)
+
+
+def scored_composite() -> Dict[str, float]:
+    """The mix of the scored composite, as ``summary.json`` records it."""
+    transform = scoring_transform(0)
+    return {"p_paint": float(transform.p_paint), "p_inpaint": float(transform.p_inpaint)}
+
+
+def validation_pairs(cases: Dict[str, np.ndarray], patch_size, seed: int = 0):
+    """The central patch of each validation case, distorted once per distortion kind with
+    :func:`scoring_transform` (the stream fixed by ``seed``; see ``nnunet_genesis.pretraining.scores.distorted_pairs``)."""
     from nnunet_genesis.pretraining.scores import distorted_pairs
     patches = [central_patch(volume, patch_size, fill=np.nan) for _, volume in sorted(cases.items())]
-    return distorted_pairs(patches, base=make_genesis_transform(seed), seed=seed)
+    return distorted_pairs(patches, base=scoring_transform(seed), seed=seed)
 
 
 def short_names(names):
@@ -69,10 +93,10 @@ def short_names(names):
     return [n[len(prefix):] or n for n in names]
 
 
-def restoration_report(network, cases: Dict[str, np.ndarray], patch_size, make_genesis_transform,
-                       output_folder: str, max_previews: int = 5, seed: int = 0, iterations=None,
+def restoration_report(network, cases: Dict[str, np.ndarray], patch_size, output_folder: str, max_previews: int = 5,
+                       seed: int = 0, iterations=None,
                        min_iterations=None, extra: Optional[Dict] = None) -> Dict:
-    """Score ``network`` per distortion on the central patches of ``cases`` against the identity
+    """Score ``network`` per distortion (:func:`scoring_transform`) on the central patches of ``cases`` against the identity
     and mean baselines (``nnunet_genesis.pretraining.scores``), check it for collapse, and write
     ``summary.json`` plus one preview PNG per distortion (original / distorted / restored of up
     to ``max_previews`` cases) to ``output_folder``. ``iterations``: training iterations behind the
@@ -81,7 +105,7 @@ def restoration_report(network, cases: Dict[str, np.ndarray], patch_size, make_g
     from nnunet_genesis.pretraining.previews import save_preview_grid
     from nnunet_genesis.io.atomic import output_set
     from nnunet_genesis.pretraining.scores import COLLAPSE_MIN_ITERATIONS, collapse_reasons, restoration_verdict, score_pairs
-    pairs = validation_pairs(cases, patch_size, make_genesis_transform, seed)
+    pairs = validation_pairs(cases, patch_size, seed)
     restored = {kind: [restore_patch(network, d) for d, _ in kind_pairs] for kind, kind_pairs in pairs.items()}
     scores = score_pairs(pairs, answers=restored)
     names = sorted(cases)
@@ -104,7 +128,7 @@ def restoration_report(network, cases: Dict[str, np.ndarray], patch_size, make_g
                 title="%s: R^2 network %.3f, identity %.3f" % (kind, scores[kind]["network"],
                                                               scores[kind]["identity"])))
         summary = {"cases": names, "patch_size": [int(p) for p in patch_size], "scores": scores,
-                   "verdict": restoration_verdict(scores),
+                   "verdict": restoration_verdict(scores), "scored_composite": scored_composite(),
                    "collapse": collapse_reasons(scores, iterations, min_iterations if min_iterations is not None
                                                 else COLLAPSE_MIN_ITERATIONS)}
         summary.update(extra or {})

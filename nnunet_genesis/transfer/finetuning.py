@@ -1,4 +1,11 @@
-"""The fine-tuning schedule of nnUNetTrainerV2_Genesis, as plain functions.
+"""The fine-tuning trainers' schedule and hook bodies (v1 ``nnUNetTrainerV2_Genesis``, v2 ``nnUNetTrainer_Genesis``).
+
+:class:`FineTuneHooks` holds the settings a variant changes and every hook body the two families share
+(``-pretrained_weights`` through the adaptive transfer, the [fresh, transferred] optimizer groups, their rebuilding
+on a resume, the warm-up rates, the "trains from scratch" warning); the v1 and v2 trainers only map nnU-Net's
+hooks onto it and answer two accessors: ``genesis_epoch()`` (v1 ``epoch``, v2 ``current_epoch``) and
+``genesis_rebuild_optimizer()`` (v1 ``initialize_optimizer_and_scheduler``, v2 ``configure_optimizers``), plus
+``network``, ``plain_network``, ``optimizer``, ``output_folder`` and ``print_to_log_file``, which both have.
 
 Warm-up: for the first ``warmup_epochs`` epochs the transferred parameters learn at
 ``warmup_lr_scale`` × the learning rate (default 0: frozen) while the freshly initialised ones
@@ -20,6 +27,15 @@ from nnunet_genesis.transfer.report import DEFAULT_MODE, MIN_ENCODER_FRACTION
 
 
 FRESH, TRANSFERRED = "fresh", "transferred"
+
+
+def regroup_optimizer(optimizer, groups):
+    """Replace ``optimizer``'s parameter groups by ``groups`` in place (a scheduler made for it keeps working on
+    the same object); the optimizer's defaults fill the rest."""
+    optimizer.param_groups.clear()
+    optimizer.state.clear()
+    for group in groups:
+        optimizer.add_param_group(group)
 
 
 class FineTuneSettings:
@@ -143,3 +159,59 @@ def warmup_description(warmup_epochs: int, shape: str, warmup_lr_scale_: float, 
     """The log line that states the warm-up a fine-tuning run follows."""
     return ("Warm-up: %d epochs (%s) with transferred parameters from %g x the learning rate, then %g x"
             % (warmup_epochs, shape, warmup_lr_scale_, transferred_lr_scale))
+
+
+class FineTuneHooks(FineTuneSettings):
+    """The hook bodies of both fine-tuning families (accessors: module doc)."""
+    transferred_parameter_names = ()
+
+    def genesis_register_pretrained_weights(self) -> None:
+        """Route ``-pretrained_weights`` for this network to :meth:`load_pretrained_weights` (the stock
+        ``load_pretrained_weights``, patched by ``nnunet_genesis.integration``, asks the registry)."""
+        from nnunet_genesis.pretrained_weights_handlers import register_pretrained_weights_handler
+        register_pretrained_weights_handler(self.network, self.load_pretrained_weights)
+
+    def load_pretrained_weights(self, fname: str):
+        """Called by stock ``nnUNet_train`` / ``nnUNetv2_train ... -pretrained_weights fname``: the transfer
+        (:func:`transfer_for_training`), the optimizer rebuilt with its two groups, the warm-up stated."""
+        report, self.transferred_parameter_names = transfer_for_training(
+            self.plain_network, fname, self.output_folder, self.genesis_transfer_mode,
+            self.genesis_min_encoder_fraction, self.genesis_allow_partial, self.genesis_strict, self.print_to_log_file,
+            self.genesis_allow_unlearned)
+        self.genesis_rebuild_optimizer()
+        self.print_to_log_file(warmup_description(self.genesis_warmup_epochs, self.genesis_warmup_shape,
+                                                  self.genesis_warmup_lr_scale, self.genesis_transferred_lr_scale))
+        return report
+
+    def genesis_regroup(self, optimizer):
+        """``optimizer`` with [fresh, transferred] parameter groups once weights were transferred (in place)."""
+        if self.transferred_parameter_names:
+            regroup_optimizer(optimizer, parameter_groups(self.plain_network.named_parameters(),
+                                                          self.transferred_parameter_names))
+        return optimizer
+
+    def genesis_resume_groups(self, optimizer_state) -> None:
+        """A resumed training (``-c`` / ``--c``): rebuild the groups recorded in the checkpoint's optimizer state
+        before nnU-Net loads that state into them."""
+        names = transferred_names_from_optimizer_state(optimizer_state)
+        if names:
+            self.transferred_parameter_names = names
+            self.genesis_rebuild_optimizer()
+
+    def genesis_apply_warmup(self, epoch: int) -> None:
+        """After nnU-Net set the epoch's rate (poly) in group 0: every fresh group at that rate, the transferred
+        one at :func:`warmup_lr_scale` x it (logged)."""
+        base_lr = self.optimizer.param_groups[0]["lr"]
+        for group in self.optimizer.param_groups:
+            if group.get("genesis_role") != TRANSFERRED:
+                group["lr"] = base_lr
+                continue
+            group["lr"] = base_lr * warmup_lr_scale(epoch, self.genesis_warmup_epochs, self.genesis_warmup_lr_scale,
+                                                    self.genesis_warmup_shape, self.genesis_transferred_lr_scale)
+            self.print_to_log_file("transferred parameters: learning rate %g" % group["lr"])
+
+    def genesis_warn_if_scratch(self) -> None:
+        """When training starts at epoch 0 without transferred weights: say so, once."""
+        if self.genesis_epoch() == 0 and not self.transferred_parameter_names:
+            self.print_to_log_file("WARNING: %s got no -pretrained_weights: this run trains from scratch."
+                                   % type(self).__name__)

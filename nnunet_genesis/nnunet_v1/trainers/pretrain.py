@@ -16,7 +16,9 @@ progress ``(epoch + batch / batches per epoch) / max_num_epochs``. Variants:
 ``nnUNetTrainerV2_GenesisPretrain_AdamW`` (the default's optimiser with the published distortion mix),
 ``nnUNetTrainerV2_GenesisPretrain_Residual`` (residual output) and
 ``nnUNetTrainerV2_GenesisPretrain_Published`` (SGD lr 0.1, momentum 0.9, constant rate, early
-stopping after 20 epochs without improvement). 1000 epochs x 250 iterations, as nnU-Net.
+stopping once the validation loss has not improved for 20 epochs). 1000 epochs x 250 iterations, as nnU-Net.
+The v2 family (``nnunet_genesis/nnunet_v2/trainers/``) has the same variants with the same settings
+(``tests/test_trainer_families.py``); the DDP one is v1's only (``nnunet_genesis.nnunet_v2.trainers.V1_ONLY``).
 
 Validation, what the user sees:
 * nnU-Net's "evaluation metric" (its plot and best-checkpoint choice) is the R^2 of the
@@ -28,40 +30,57 @@ Validation, what the user sees:
   nnU-Net's ``progress.png``, and a COLLAPSE warning in the log when the restored patches are
   flat (judged from ``genesis_collapse_min_iterations`` training iterations on);
 * ``restoration_preview.png`` (original / distorted / restored) every ``genesis_preview_every``
-  epochs;
+  epochs (the scored composite: ``nnunet_genesis.pretraining.validation.scoring_transform``);
 * at the end, ``validate()`` writes ``validation_restoration/`` (per-distortion scores of up to
   ``genesis_validation_cases`` cases, previews per distortion, the verdict) instead of nnU-Net's
   segmentation export, and repeats any collapse warning last.
-"""
-import os
 
+Every hook body is written once, in ``nnunet_genesis.pretraining.trainer_hooks.PretrainHooks`` (shared with v2);
+the methods here map nnU-Net 1.7.1's hooks (``nnunet/training/network_training/nnUNetTrainerV2.py`` and
+``network_trainer.py``) onto it and answer its accessors.
+"""
 import numpy as np
-from batchgenerators.utilities.file_and_folder_operations import join
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 from nnunet.training.network_training.nnUNetTrainerV2_DDP import nnUNetTrainerV2_DDP
 
 from nnunet_genesis.nnunet_v1.augmentation import genesis_augmentation
-from nnunet_genesis.pretraining.loss import RestorationAccumulator, RestorationLoss, add_residual_output
-from nnunet_genesis.pretraining.trainer_hooks import (GenesisPretrainSettings, final_restoration_report,
-                                                      load_restoration_history, record_restoration,
-                                                      write_restoration_preview)
-from nnunet_genesis.pretraining.validation import outside_as_nan, validation_pairs
-from nnunet_genesis.pretraining.recipes import learning_rate, make_optimizer
-from nnunet_genesis.nnunet_v1.trainers.ddp import CpuCapableDDPMixin
+from nnunet_genesis.nnunet_v1.network import preprocessed_volumes
 from nnunet_genesis.nnunet_v1.trainers.base import GenesisTrainerBase
+from nnunet_genesis.nnunet_v1.trainers.ddp import CpuCapableDDPMixin
+from nnunet_genesis.pretraining.loss import RestorationLoss, add_residual_output
+from nnunet_genesis.pretraining.recipes import make_optimizer
+from nnunet_genesis.pretraining.trainer_hooks import PretrainHooks
 
 
+class GenesisPretrainMixin(PretrainHooks, GenesisTrainerBase):
+    # --- the accessors PretrainHooks reads (nnunet_genesis/pretraining/trainer_hooks.py) ---------
+    def genesis_epoch(self):
+        return self.epoch
 
-class GenesisPretrainMixin(GenesisPretrainSettings, GenesisTrainerBase):
-    genesis_early_stopping = False    # True: stop after self.patience epochs without improvement
+    def genesis_num_epochs(self):
+        return self.max_num_epochs
+
+    def genesis_iterations_per_epoch(self):
+        return self.num_batches_per_epoch
+
+    def genesis_patch_size(self):
+        return self.patch_size
+
+    def genesis_validation_losses(self):
+        return self.all_val_losses   # NetworkTrainer.run_training appends each epoch's; checkpoints keep them
+
+    def _validation_volumes(self, max_cases):
+        keys = sorted(self.dataset_val.keys())[:max_cases]
+        return preprocessed_volumes({key: self.dataset_val[key]["data_file"] for key in keys})
 
     # --- what the network predicts ----------------------------------------------------------
     def process_plans(self, plans):
+        """nnUNetTrainer.process_plans, then one output channel per input channel (restoration)."""
         super().process_plans(plans)
-        # restoration: one output channel per input channel (plans' classes are meaningless here)
         self.num_classes = self.num_input_channels
 
     def initialize(self, training=True, force_load_plans=False):
+        """nnUNetTrainerV2.initialize, then the restoration loss and data pipeline."""
         super().initialize(training, force_load_plans)
         self.loss = RestorationLoss()
         if training:
@@ -69,116 +88,65 @@ class GenesisPretrainMixin(GenesisPretrainSettings, GenesisTrainerBase):
             # replace them with the restoration pipeline on the same data loaders.
             self.tr_gen, self.val_gen = genesis_augmentation(
                 self.dl_tr, self.dl_val, self.data_aug_params["patch_size_for_spatialtransform"],
-                self.data_aug_params, self.make_genesis_transform, pin_memory=self.pin_memory)
+                self.data_aug_params, self.make_genesis_transform(None), self.make_validation_transform(),
+                pin_memory=self.pin_memory)
             self.diagnostics_schedule()  # its clock starts with training
 
     def initialize_network(self):
+        """nnUNetTrainerV2.initialize_network, with the recipe's residual output."""
         super().initialize_network()
         if self.recipe.residual:
             add_residual_output(self.plain_network, zero_init=self.recipe.zero_init_output)
 
     def setup_DA_params(self):
+        """nnUNetTrainerV2.setup_DA_params; unlabeled data: there is no foreground to favour."""
         super().setup_DA_params()
-        self.oversample_foreground_percent = 0.0  # unlabeled data: there is no foreground to favour
+        self.oversample_foreground_percent = 0.0
 
     def compute_loss(self, output, target):  # nnUNetTrainerV2_DDP's loss hook
         return self.loss(output, target)
 
     # --- optimiser and learning rate from the recipe ----------------------------------------
     def initialize_optimizer_and_scheduler(self):
+        """nnUNetTrainerV2.initialize_optimizer_and_scheduler: the recipe's optimiser; the rate is set by hand."""
         assert self.network is not None, "self.initialize_network must be called first"
         self.initial_lr = self.recipe.peak_lr
         self.optimizer = make_optimizer(self.recipe, self.network.parameters())
         self.lr_scheduler = None
 
-    def set_recipe_lr(self, epochs_done):
-        """Learning rate for training progress ``epochs_done / max_num_epochs`` (fractional epochs)."""
-        lr = learning_rate(self.recipe, epochs_done / max(self.max_num_epochs, 1))
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        return lr
-
     def maybe_update_lr(self, epoch=None):
-        # replaces nnUNetTrainerV2's poly-only rule (nnUNetTrainerV2.maybe_update_lr), which would
-        # apply a poly decay whatever the recipe says
+        """Replaces nnUNetTrainerV2.maybe_update_lr (poly only, whatever the recipe says): the recipe's rate at
+        the start of epoch ``epoch`` (default the next one)."""
         ep = self.epoch + 1 if epoch is None else epoch
-        self._batch_in_epoch = 0
+        self.genesis_epoch_start()
         self.print_to_log_file("lr:", np.round(self.set_recipe_lr(ep), decimals=6))
 
     def run_iteration(self, data_generator, do_backprop=True, run_online_evaluation=False):
+        """nnUNetTrainerV2.run_iteration, after setting the recipe's rate for this training iteration."""
         if do_backprop:
-            batch = getattr(self, "_batch_in_epoch", 0)
-            self.set_recipe_lr(self.epoch + batch / max(self.num_batches_per_epoch, 1))
-            self._batch_in_epoch = batch + 1
+            self.genesis_lr_before_iteration()
         return super().run_iteration(data_generator, do_backprop, run_online_evaluation)
 
     # --- online evaluation: R^2 of the validation batches ------------------------------------
     def run_online_evaluation(self, output, target):
-        if not hasattr(self, "_restoration_accumulator"):
-            self._restoration_accumulator = RestorationAccumulator()
-        self._restoration_accumulator.add(output, target)
+        """nnUNetTrainerV2.run_online_evaluation: the sums of the validation R^2 (no Dice)."""
+        self.genesis_accumulate(output, target)
 
     def finish_online_evaluation(self):
-        acc = getattr(self, "_restoration_accumulator", RestorationAccumulator())
-        self.all_val_eval_metrics.append(acc.r2())
-        self.print_to_log_file("validation restoration: MSE %.5f, R^2 %.4f" % (acc.mse(), acc.r2()))
-        self._restoration_accumulator = RestorationAccumulator()
+        """nnUNetTrainer.finish_online_evaluation: the R^2 is nnU-Net's evaluation metric here."""
+        self.all_val_eval_metrics.append(self.genesis_validation_r2())
 
-    # --- per-distortion diagnostics -----------------------------------------------------------
-    def _validation_volumes(self, max_cases):
-        cases = {}
-        for key in sorted(self.dataset_val.keys())[:max_cases]:
-            data_file = self.dataset_val[key]["data_file"]
-            npy = data_file[:-4] + ".npy"
-            volume = np.load(npy, mmap_mode="r") if os.path.isfile(npy) else np.load(data_file)["data"]
-            cases[key] = outside_as_nan(volume[:-1], volume[-1:])  # the last channel is nnU-Net's seg
-        return cases
-
-    def iterations_done(self):
-        """Training iterations behind the network at the end of the current epoch."""
-        return (self.epoch + 1) * self.num_batches_per_epoch
-
-    def restoration_history(self):
-        """Per-distortion scores so far: [{"epoch", "scores", "collapse"}], kept across ``-c``."""
-        if getattr(self, "_restoration_history", None) is None:
-            self._restoration_history = load_restoration_history(self.output_folder, self.epoch)
-        return self._restoration_history
-
-    def score_restoration_now(self):
-        """Score the network per distortion on the fixed diagnostic patches, log the table, keep
-        the history (JSON + PNG) and warn on collapse (``pretraining.record_restoration``)."""
-        if getattr(self, "_diagnostic_pairs", None) is None:
-            self._diagnostic_pairs = validation_pairs(self._validation_volumes(self.genesis_diagnostic_cases),
-                                                      self.patch_size, self.make_genesis_transform)
-        return record_restoration(self._diagnostic_pairs, self.plain_network, self.restoration_history(), self.epoch,
-                                  self.iterations_done(), self.genesis_collapse_min_iterations, self.output_folder,
-                                  "%s: restoration R² per distortion" % self.genesis_recipe, self.print_to_log_file)
-
-    def write_restoration_preview(self):
-        return write_restoration_preview(self._validation_volumes(1), self.patch_size, self.make_genesis_transform,
-                                         self.plain_network, self.output_folder, self.epoch)
-
+    # --- epoch end and training end ----------------------------------------------------------
     def on_epoch_end(self):
-        if self.genesis_early_stopping:
-            # nnUNetTrainerV2 always runs to max_num_epochs; here nnU-Net's own patience decides.
-            from nnunet.training.network_training.network_trainer import NetworkTrainer
-            continue_training = NetworkTrainer.on_epoch_end(self) and self.epoch < self.max_num_epochs
-        else:
-            continue_training = super().on_epoch_end()
-        last = self.epoch == self.max_num_epochs - 1 or not continue_training
-        if getattr(self, "local_rank", 0) == 0:
-            self.run_epoch_diagnostics(self.epoch, last)
+        """nnUNetTrainerV2.on_epoch_end, then early stopping (with a patience) and the diagnostics."""
+        continue_training = super().on_epoch_end() and not self.genesis_patience_ended()
+        self.genesis_epoch_end(self.epoch == self.max_num_epochs - 1 or not continue_training)
         return continue_training
 
     def validate(self, *args, **kwargs):
-        """Replaces nnU-Net's segmentation export (``nnUNet_train`` calls it after training)."""
-        if getattr(self, "local_rank", 0) != 0:
-            return None
-        return final_restoration_report(self.plain_network, self._validation_volumes(self.genesis_validation_cases),
-                                        self.patch_size, self.make_genesis_transform,
-                                        join(self.output_folder, self.genesis_validation_folder),
-                                        self.iterations_done(), self.genesis_collapse_min_iterations,
-                                        self.genesis_recipe, self.print_to_log_file)
+        """Replaces nnUNetTrainerV2.validate, the segmentation export (``nnUNet_train`` calls it after training).
+        nnU-Net has stepped ``epoch`` back to the last epoch trained (NetworkTrainer.run_training)."""
+        return self.genesis_final_report(self.epoch + 1)
 
 
 class nnUNetTrainerV2_GenesisPretrain(GenesisPretrainMixin, nnUNetTrainerV2):
@@ -202,13 +170,10 @@ class nnUNetTrainerV2_GenesisPretrain_Residual(nnUNetTrainerV2_GenesisPretrain):
 
 
 class nnUNetTrainerV2_GenesisPretrain_Published(nnUNetTrainerV2_GenesisPretrain):
-    """The published optimiser (SGD lr 0.1, momentum 0.9, constant rate) and early stopping (patience 20)."""
+    """The published optimiser (SGD lr 0.1, momentum 0.9, constant rate) and early stopping: training ends once
+    the validation loss has not improved for 20 epochs."""
     genesis_recipe = "published_sgd"
-    genesis_early_stopping = True
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.patience = 20
+    genesis_early_stopping_patience = 20
 
 
 class nnUNetTrainerV2_GenesisPretrain_DDP(GenesisPretrainMixin, CpuCapableDDPMixin, nnUNetTrainerV2_DDP):

@@ -6,9 +6,13 @@
 
 The stock commands find them through :mod:`nnunet_genesis.integration`. Both are thin subclasses of
 v2's ``nnUNetTrainer`` (``nnunetv2/training/nnUNetTrainer/nnUNetTrainer.py``): each method overrides the
-hook of that name there; the logic is in the plain modules the v1 trainers use (``pretraining``,
-``restoration``, ``recipes``, ``finetuning``, ``transfer``, ``transforms``). Subclasses must keep
-``__init__(self, plans, configuration, fold, dataset_json, device)``: v2 records it by parameter name.
+hook of that name there; the hook bodies are written once, for v1 and v2, in the core
+(``nnunet_genesis.pretraining.trainer_hooks.PretrainHooks``, ``nnunet_genesis.transfer.finetuning.FineTuneHooks``).
+Subclasses must keep ``__init__(self, plans, configuration, fold, dataset_json, device)``: v2 records it by
+parameter name.
+
+The family is v1's, name for name (``nnUNetTrainerV2_X`` there, ``nnUNetTrainer_X`` here) with the same settings,
+except the variants :data:`V1_ONLY` names with the reason (``tests/test_trainer_families.py`` checks both).
 
 Pretraining, against ``nnUNetTrainer``: the plans' network (``build_network_architecture``: PlainConvUNet,
 ResEnc, ...) with one output channel per input channel and deep supervision off; v2's data loader and
@@ -36,6 +40,15 @@ rebuilt on ``--c``). Everything else is ``nnUNetTrainer``'s.
 from nnunet_genesis.nnunet_v2.trainers.finetune import nnUNetTrainer_Genesis, nnUNetTrainer_GenesisEncoderDecoder
 from nnunet_genesis.nnunet_v2.trainers.pretrain import (nnUNetTrainer_GenesisPretrain, nnUNetTrainer_GenesisPretrain_AdamW,
                                                        nnUNetTrainer_GenesisPretrain_NnUNetSGD,
+                                                       nnUNetTrainer_GenesisPretrain_Published,
                                                        nnUNetTrainer_GenesisPretrain_Residual)
 
-__all__ = ["nnUNetTrainer_Genesis", "nnUNetTrainer_GenesisEncoderDecoder", "nnUNetTrainer_GenesisPretrain", "nnUNetTrainer_GenesisPretrain_AdamW", "nnUNetTrainer_GenesisPretrain_NnUNetSGD", "nnUNetTrainer_GenesisPretrain_Residual"]
+# v1 variants (suffixes of nnUNetTrainerV2_GenesisPretrain / nnUNetTrainerV2_Genesis) with no v2 class, and why
+V1_ONLY = {
+    "_DDP": "nnU-Net v2's nnUNetTrainer trains with DDP itself (nnUNetv2_train -num_gpus N), so every v2 trainer "
+            "here already runs distributed; v1 needs a separate nnUNetTrainerV2_DDP subclass for nnUNet_train_DDP",
+}
+
+__all__ = ["nnUNetTrainer_Genesis", "nnUNetTrainer_GenesisEncoderDecoder", "nnUNetTrainer_GenesisPretrain",
+           "nnUNetTrainer_GenesisPretrain_AdamW", "nnUNetTrainer_GenesisPretrain_NnUNetSGD",
+           "nnUNetTrainer_GenesisPretrain_Published", "nnUNetTrainer_GenesisPretrain_Residual"]

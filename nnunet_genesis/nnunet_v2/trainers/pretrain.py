@@ -1,11 +1,13 @@
 """``nnUNetTrainer_GenesisPretrain`` and its recipe variants (nnU-Net v2).
 
-Split from ``nnunet_genesis.nnunet_v2.trainers`` (issue #20).
+Every hook body is written once, in ``nnunet_genesis.pretraining.trainer_hooks.PretrainHooks`` (shared with v1);
+the methods here map nnunetv2's hooks (``nnunetv2/training/nnUNetTrainer/nnUNetTrainer.py``, named in each
+docstring) onto it and answer its accessors. The variants and their settings are v1's
+(``tests/test_trainer_families.py``).
 """
 import os
 import numpy as np
 import torch
-from batchgenerators.utilities.file_and_folder_operations import join
 from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 from batchgeneratorsv2.transforms.utils.pseudo2d import Convert2DTo3DTransform, Convert3DTo2DTransform
@@ -17,28 +19,26 @@ from nnunet_genesis.checkpoints.adaptation_plan import build_plan, checkpoint_ex
 from nnunet_genesis.io.atomic import atomic_write
 from nnunet_genesis.nnunet_v2.network import preprocessed_volumes
 from nnunet_genesis.nnunet_v2.augmentation import GenesisRestorationTransform
-from nnunet_genesis.pretraining.loss import RestorationAccumulator, RestorationLoss, add_residual_output
-from nnunet_genesis.pretraining.trainer_hooks import (GenesisPretrainSettings, final_restoration_report,
-                                                      load_restoration_history, record_restoration,
-                                                      write_restoration_preview)
-from nnunet_genesis.pretraining.validation import validation_pairs
-from nnunet_genesis.pretraining.recipes import RECIPES, learning_rate, make_optimizer
+from nnunet_genesis.pretraining.loss import RestorationLoss, add_residual_output
+from nnunet_genesis.pretraining.trainer_hooks import PretrainHooks
+from nnunet_genesis.pretraining.recipes import RECIPES, make_optimizer, set_recipe_lr
 from nnunet_genesis.nnunet_v2.trainers.base import plain_network
 
 
 class RecipeLRSchedule:
-    """The recipe's learning rate as v2's ``lr_scheduler``: ``step(progress)`` with progress in epochs
-    (fractional: the pretraining trainer steps it before every iteration; ``on_train_epoch_start``
-    steps it with the epoch number)."""
+    """The recipe's learning rate as v2's ``lr_scheduler``: ``step(epochs_done)``, which
+    ``nnUNetTrainer.on_train_epoch_start`` calls with the epoch number (the trainer sets the rate of every
+    iteration itself: ``PretrainHooks.genesis_lr_before_iteration``)."""
 
     def __init__(self, optimizer, recipe, num_epochs):
         self.optimizer, self.recipe, self.num_epochs = optimizer, recipe, num_epochs
 
     def step(self, epochs_done=0):
-        lr = learning_rate(self.recipe, epochs_done / max(self.num_epochs, 1))
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        return lr
+        return set_recipe_lr(self.optimizer, self.recipe, epochs_done, self.num_epochs)
+
+
+class _PatienceEnded(Exception):
+    """Raised by on_epoch_end to leave nnUNetTrainer.run_training's epoch loop (it has no other exit)."""
 
 
 def spatial_augmentation(patch_size, rotation_for_DA, do_dummy_2d_data_aug) -> list:
@@ -53,8 +53,8 @@ def spatial_augmentation(patch_size, rotation_for_DA, do_dummy_2d_data_aug) -> l
     return spatial
 
 
-class nnUNetTrainer_GenesisPretrain(GenesisPretrainSettings, nnUNetTrainer):
-    """``nnUNetv2_train DatasetMMM 3d_fullres all -tr nnUNetTrainer_GenesisPretrain`` (see module doc;
+class nnUNetTrainer_GenesisPretrain(PretrainHooks, nnUNetTrainer):
+    """``nnUNetv2_train DatasetMMM 3d_fullres all -tr nnUNetTrainer_GenesisPretrain`` (see the package doc;
     settings: ``nnunet_genesis.pretraining.trainer_hooks.GenesisPretrainSettings``)."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device=torch.device("cuda")):
@@ -62,10 +62,32 @@ class nnUNetTrainer_GenesisPretrain(GenesisPretrainSettings, nnUNetTrainer):
         self.enable_deep_supervision = False      # only the full-resolution output is scored
         self.oversample_foreground_percent = 0.0  # unlabeled data: no foreground to favour
         self.initial_lr, self.weight_decay = self.recipe.peak_lr, self.recipe.weight_decay
-        self._iteration_in_epoch = 0
+        self._genesis_stop = False
 
     plain_network = property(lambda self: plain_network(self.network))
 
+    # --- the accessors PretrainHooks reads (nnunet_genesis/pretraining/trainer_hooks.py) ---------
+    def genesis_epoch(self):
+        return self.current_epoch
+
+    def genesis_num_epochs(self):
+        return self.num_epochs
+
+    def genesis_iterations_per_epoch(self):
+        return self.num_iterations_per_epoch
+
+    def genesis_patch_size(self):
+        return self.configuration_manager.patch_size
+
+    def genesis_validation_losses(self):
+        return self.logger.get_value("val_losses", step=None)   # kept in the checkpoint's logging
+
+    def _validation_volumes(self, max_cases):
+        """Up to ``max_cases`` validation cases (sorted names) as float32 (C, X, Y, Z) arrays."""
+        _, val_keys = self.do_split()
+        return preprocessed_volumes(self.preprocessed_dataset_folder, sorted(val_keys)[:max_cases])
+
+    # --- the network, loss, optimiser and data ------------------------------------------------
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels,
                                    num_output_channels, enable_deep_supervision=True):
@@ -109,10 +131,11 @@ class nnUNetTrainer_GenesisPretrain(GenesisPretrainSettings, nnUNetTrainer):
 
     def get_validation_transforms(self, deep_supervision_scales, is_cascaded=False, foreground_labels=None,
                                   regions=None, ignore_label=None):
-        """nnUNetTrainer.get_validation_transforms: the Genesis distortions only, with a fixed seed so
-        that the validation loss is comparable between epochs."""
-        return ComposeTransforms([GenesisRestorationTransform(self.make_genesis_transform(12345))])
+        """nnUNetTrainer.get_validation_transforms: the Genesis distortions only, with the fixed validation
+        seed, so that the validation loss is comparable between epochs."""
+        return ComposeTransforms([GenesisRestorationTransform(self.make_validation_transform())])
 
+    # --- training ------------------------------------------------------------------------------
     def on_train_start(self):
         """nnUNetTrainer.on_train_start, then the diagnostics' clock starts."""
         super().on_train_start()
@@ -120,18 +143,13 @@ class nnUNetTrainer_GenesisPretrain(GenesisPretrainSettings, nnUNetTrainer):
 
     def on_train_epoch_start(self):
         """nnUNetTrainer.on_train_epoch_start (sets the recipe's rate for the epoch start)."""
-        self._iteration_in_epoch = 0
+        self.genesis_epoch_start()
         super().on_train_epoch_start()
 
     def train_step(self, batch: dict) -> dict:
         """nnUNetTrainer.train_step, after setting the recipe's rate for this iteration."""
-        self.lr_scheduler.step(self.current_epoch + self._iteration_in_epoch / max(self.num_iterations_per_epoch, 1))
-        self._iteration_in_epoch += 1
+        self.genesis_lr_before_iteration()
         return super().train_step(batch)
-
-    def on_validation_epoch_start(self):
-        super().on_validation_epoch_start()
-        self._restoration_accumulator = RestorationAccumulator()
 
     def validation_step(self, batch: dict) -> dict:
         """nnUNetTrainer.validation_step: loss and the sums of the validation R^2 (no Dice)."""
@@ -140,50 +158,39 @@ class nnUNetTrainer_GenesisPretrain(GenesisPretrainSettings, nnUNetTrainer):
         with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
             output = self.network(data)
             loss = self.loss(output, target)
-        self._restoration_accumulator.add(output, target)
+        self.genesis_accumulate(output, target)
         return {"loss": loss.detach().cpu().numpy()}
 
     def on_validation_epoch_end(self, val_outputs):
         """nnUNetTrainer.on_validation_epoch_end: logs the validation R^2 where nnU-Net logs its pseudo
-        Dice (progress.png, the EMA that picks checkpoint_best.pth), then the per-distortion diagnostics."""
-        acc = self._restoration_accumulator
+        Dice (progress.png, the EMA that picks checkpoint_best.pth), then early stopping (with a patience) and
+        the per-distortion diagnostics."""
         loss = float(np.mean([np.mean(o["loss"]) for o in val_outputs])) if val_outputs else float("nan")
-        r2 = acc.r2()
+        r2 = self.genesis_validation_r2()
         self.logger.log("mean_fg_dice", r2, self.current_epoch)
         self.logger.log("dice_per_class_or_region", [r2], self.current_epoch)
         self.logger.log("val_losses", loss, self.current_epoch)
-        self.print_to_log_file("validation restoration: MSE %.5f, R^2 %.4f" % (acc.mse(), r2))
-        if self.local_rank == 0:
-            self.run_epoch_diagnostics(self.current_epoch, self.current_epoch == self.num_epochs - 1)
+        self._genesis_stop = self.genesis_patience_ended()
+        if self.is_ddp:   # every process stops at the same epoch: the first process decides
+            decision = [self._genesis_stop]
+            torch.distributed.broadcast_object_list(decision, src=0)
+            self._genesis_stop = decision[0]
+        self.genesis_epoch_end(self.current_epoch == self.num_epochs - 1 or self._genesis_stop)
 
-    def _validation_volumes(self, max_cases):
-        """Up to ``max_cases`` validation cases (sorted names) as float32 (C, X, Y, Z) arrays."""
-        _, val_keys = self.do_split()
-        return preprocessed_volumes(self.preprocessed_dataset_folder, sorted(val_keys)[:max_cases])
+    def on_epoch_end(self):
+        """nnUNetTrainer.on_epoch_end (checkpoints, then the epoch count), then leave the loop when the patience
+        has ended."""
+        super().on_epoch_end()
+        if self._genesis_stop:
+            raise _PatienceEnded()
 
-    def restoration_history(self):
-        """Per-distortion scores so far: [{"epoch", "scores", "collapse"}], kept across ``--c``."""
-        if getattr(self, "_restoration_history", None) is None:
-            self._restoration_history = load_restoration_history(self.output_folder, self.current_epoch)
-        return self._restoration_history
-
-    def score_restoration_now(self):
-        """Score the network per distortion on fixed validation patches, log the table, keep the
-        history (JSON + PNG), warn on collapse (``pretraining.record_restoration``, as the v1 trainer)."""
-        if getattr(self, "_diagnostic_pairs", None) is None:
-            self._diagnostic_pairs = validation_pairs(self._validation_volumes(self.genesis_diagnostic_cases),
-                                                      self.configuration_manager.patch_size,
-                                                      self.make_genesis_transform)
-        iterations_done = (self.current_epoch + 1) * self.num_iterations_per_epoch  # at the end of this epoch
-        return record_restoration(self._diagnostic_pairs, self.plain_network, self.restoration_history(),
-                                  self.current_epoch, iterations_done, self.genesis_collapse_min_iterations,
-                                  self.output_folder, "%s: restoration R² per distortion" % self.genesis_recipe,
-                                  self.print_to_log_file)
-
-    def write_restoration_preview(self):
-        return write_restoration_preview(self._validation_volumes(1), self.configuration_manager.patch_size,
-                                         self.make_genesis_transform, self.plain_network, self.output_folder,
-                                         self.current_epoch)
+    def run_training(self):
+        """nnUNetTrainer.run_training; stopped early, it ends as a finished training does (on_train_end: the final
+        checkpoint, the data loaders shut down)."""
+        try:
+            super().run_training()
+        except _PatienceEnded:
+            self.on_train_end()
 
     def adaptation_plan(self) -> dict:
         """nnssl's adaptation plan of this network (``nnunet_genesis.checkpoints.adaptation_plan.build_plan``): the plans'
@@ -223,16 +230,9 @@ class nnUNetTrainer_GenesisPretrain(GenesisPretrainSettings, nnUNetTrainer):
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         """nnUNetTrainer.perform_actual_validation (run by ``nnUNetv2_train`` after training and by
-        ``--val``): writes ``validation_restoration/`` instead of a segmentation export."""
-        if self.local_rank != 0:
-            return None
-        self.network.eval()
-        return final_restoration_report(self.plain_network, self._validation_volumes(self.genesis_validation_cases),
-                                        self.configuration_manager.patch_size, self.make_genesis_transform,
-                                        join(self.output_folder, self.genesis_validation_folder),
-                                        self.current_epoch * self.num_iterations_per_epoch,
-                                        self.genesis_collapse_min_iterations, self.genesis_recipe,
-                                        self.print_to_log_file)
+        ``--val``): writes ``validation_restoration/`` instead of a segmentation export. ``current_epoch``
+        counts the epochs trained here (on_epoch_end has stepped it past the last)."""
+        return self.genesis_final_report(self.current_epoch)
 
 
 class nnUNetTrainer_GenesisPretrain_NnUNetSGD(nnUNetTrainer_GenesisPretrain):
@@ -248,3 +248,10 @@ class nnUNetTrainer_GenesisPretrain_AdamW(nnUNetTrainer_GenesisPretrain):
 class nnUNetTrainer_GenesisPretrain_Residual(nnUNetTrainer_GenesisPretrain):
     """AdamW with warm-up and poly decay, residual output (restored = input + network(input))."""
     genesis_recipe = "adamw_residual"
+
+
+class nnUNetTrainer_GenesisPretrain_Published(nnUNetTrainer_GenesisPretrain):
+    """The published optimiser (SGD lr 0.1, momentum 0.9, constant rate) and early stopping: training ends once
+    the validation loss has not improved for 20 epochs."""
+    genesis_recipe = "published_sgd"
+    genesis_early_stopping_patience = 20

@@ -1,7 +1,8 @@
 """Pretraining budgets for issue #18's reproduction (``benchmarks/pretrain_small_cases.py``): cases smaller
 than the patch, 25 iterations per epoch (the held-out run's 40 x 25 subclass), ``NNUNET_GENESIS_SMALL_EPOCHS``
 epochs (default 24: 600 iterations), diagnostics every epoch on 4 validation cases. Train on fold 0, so that
-the diagnostics score held-out cases. One class per compared recipe; nothing else differs.
+the diagnostics score held-out cases. One class per compared recipe; nothing else differs. Measurement only, not
+shipped: found through ``nnUNet_extTrainer=benchmarks/trainers`` (``benchmarks/pretrain_small_cases.py`` sets it).
 """
 import os
 

@@ -118,7 +118,17 @@ class NonLinearIntensityTransform(_ChannelTransform):
         return table
 
 
-class InPaintingTransform(_ChannelTransform):
+class _PaintingTransform(_ChannelTransform):
+    """What the two painters share: boxes drawn one after another while a coin of probability
+    ``p_continue`` says so, at least ``margin`` voxels from the border."""
+
+    def __init__(self, p_per_channel: float, p_continue: float, margin: int, data_key: str, seed: SeedLike):
+        super().__init__(p_per_channel, data_key, seed)
+        self.p_continue = p_continue
+        self.margin = margin
+
+
+class InPaintingTransform(_PaintingTransform):
     """In-painting: up to ``max_boxes`` = 5 boxes (each after a coin with probability
     ``p_continue`` = 0.95), each side in dim/6 ... dim/3, at least ``margin`` = 3 voxels from the
     border, filled with noise uniform on the channel's range (see
@@ -129,11 +139,9 @@ class InPaintingTransform(_ChannelTransform):
     def __init__(self, p_per_channel: float = 1.0, max_boxes: int = 5, p_continue: float = 0.95,
                  side_fraction: Tuple[float, float] = (1 / 6, 1 / 3), margin: int = 3,
                  data_key: str = "data", seed: SeedLike = None):
-        super().__init__(p_per_channel, data_key, seed)
+        super().__init__(p_per_channel, p_continue, margin, data_key, seed)
         self.max_boxes = max_boxes
-        self.p_continue = p_continue
         self.side_fraction = side_fraction
-        self.margin = margin
 
     def sample_boxes(self, shape: Sequence[int], rng: np.random.Generator) -> List[Box]:
         """The boxes to fill, for a channel of ``shape``."""
@@ -150,7 +158,7 @@ class InPaintingTransform(_ChannelTransform):
         return boxes
 
 
-class OutPaintingTransform(_ChannelTransform):
+class OutPaintingTransform(_PaintingTransform):
     """Out-painting: the channel is filled with noise uniform on its range, except inside 1 to
     ``max_windows`` = 5 windows (each after the first with probability ``p_continue`` = 0.95)
     that keep the original, each side dim - (3/7 ... 4/7) dim, at least ``margin`` = 3 voxels
@@ -161,11 +169,9 @@ class OutPaintingTransform(_ChannelTransform):
     def __init__(self, p_per_channel: float = 1.0, max_windows: int = 5, p_continue: float = 0.95,
                  shrink_fraction: Tuple[float, float] = (3 / 7, 4 / 7), margin: int = 3,
                  data_key: str = "data", seed: SeedLike = None):
-        super().__init__(p_per_channel, data_key, seed)
+        super().__init__(p_per_channel, p_continue, margin, data_key, seed)
         self.max_windows = max_windows
-        self.p_continue = p_continue
         self.shrink_fraction = shrink_fraction
-        self.margin = margin
 
     def sample_windows(self, shape: Sequence[int], rng: np.random.Generator) -> List[Box]:
         """The windows to keep, for a channel of ``shape``."""

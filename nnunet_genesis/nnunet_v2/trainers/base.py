@@ -1,6 +1,4 @@
 """What both v2 Genesis trainers share.
-
-Split from ``nnunet_genesis.nnunet_v2.trainers`` (issue #20).
 """
 
 

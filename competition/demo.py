@@ -1,4 +1,4 @@
-"""``nnUNet_genesis_demo``: the whole project on real data, on a CPU, in about twelve minutes (measured: 11 min 31 s on 2 cores).
+"""``nnUNet_genesis_demo``: the whole project on real data, on a CPU, within 15 minutes on 2 cores (measured time: docs/measurements.md, section 1).
 
 1. data      a Decathlon-format brain tissue task built from the MNI152 template that ships with
              nilearn (``competition/demo_data.py``);

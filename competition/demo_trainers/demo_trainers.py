@@ -33,7 +33,7 @@ class DemoBudget:
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # 100 pretraining iterations; 40 per fine-tuning run: the study trains 8 of them within the
-        # demo's 15-minute budget on 2 cores (measured: 11 min 31 s)
+        # demo's 15-minute budget on 2 cores (measured time: docs/measurements.md, section 1)
         self.max_num_epochs = _epochs(10 if self.pretraining else 4)
         self.num_batches_per_epoch = _iterations(10)
         self.num_val_batches_per_epoch = _iterations(2)

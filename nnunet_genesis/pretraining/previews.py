@@ -82,18 +82,21 @@ def preview_transforms(patch: np.ndarray, path: str, seed: int = 0, title: Optio
     original, each single transform applied with probability 1 (flip, local shuffle, non-linear,
     in-painting, out-painting) and the composite :class:`GenesisTransform` (published
     probabilities, so some steps may not happen). Returns ``path``."""
-    from nnunet_genesis import distortions as transforms
+    from nnunet_genesis.distortions.composite import GenesisTransform
+    from nnunet_genesis.distortions.transforms import (InPaintingTransform, LocalPixelShuffleTransform,
+                                                       NonLinearIntensityTransform, OutPaintingTransform,
+                                                       PairedFlipTransform)
 
     patch = _as_channels("patch", patch).astype(np.float32, copy=False)
     singles = {
-        "flip": transforms.PairedFlipTransform(p_per_round=1.0, seed=seed),
-        "local shuffle": transforms.LocalPixelShuffleTransform(p_per_channel=1.0, seed=seed),
-        "non-linear": transforms.NonLinearIntensityTransform(p_per_channel=1.0, seed=seed),
-        "in-painting": transforms.InPaintingTransform(p_per_channel=1.0, seed=seed),
-        "out-painting": transforms.OutPaintingTransform(p_per_channel=1.0, seed=seed),
+        "flip": PairedFlipTransform(p_per_round=1.0, seed=seed),
+        "local shuffle": LocalPixelShuffleTransform(p_per_channel=1.0, seed=seed),
+        "non-linear": NonLinearIntensityTransform(p_per_channel=1.0, seed=seed),
+        "in-painting": InPaintingTransform(p_per_channel=1.0, seed=seed),
+        "out-painting": OutPaintingTransform(p_per_channel=1.0, seed=seed),
     }
     columns = {"original": patch}
     for name, transform in singles.items():
         columns[name] = transform(data=patch[None].copy())["data"][0]
-    columns["composite"] = transforms.GenesisTransform(seed=seed)(data=patch[None])["data"][0]
+    columns["composite"] = GenesisTransform(seed=seed)(data=patch[None])["data"][0]
     return save_preview_grid(columns, path, title=title or "Models Genesis transforms (seed %d)" % seed)

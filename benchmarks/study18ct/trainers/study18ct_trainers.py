@@ -1,0 +1,65 @@
+"""Thin trainers for issue #18's CT downstream study (Task602_HeadCT, cases about the patch's size).
+
+The same protocol as the Task601_DeepGrey study (benchmarks/study18 on the recipe18 branch), copied here so
+that the two tasks are comparable: found by the stock ``nnUNet_train`` through
+``nnUNet_extTrainer=benchmarks/study18ct/trainers`` (see ``benchmarks/study18ct/run_study18ct.sh``). Only the
+budget (and, for pretraining, the recipe) differs from the package's trainers; nothing else is changed.
+
+* pretraining: ``STUDY18CT_PRETRAIN_EPOCHS`` x ``STUDY18CT_PRETRAIN_ITERS`` iterations, recipe
+  ``adamw_inpaint_inside`` (padding outside the image left out of the loss), diagnostics on the fold's
+  validation cases;
+* fine-tuning: ONE budget shared by the scratch and the Genesis arm (``STUDY18CT_FT_EPOCHS`` x
+  ``STUDY18CT_FT_ITERS``). The Genesis arm keeps the package's fine-tuning defaults (encoder-only transfer,
+  transferred layers frozen during the warm-up, then nnU-Net's rate) except the warm-up's length, scaled from
+  10 of nnU-Net's 1000 epochs to 1 epoch, as the package's demo does (nnUNetTrainerV2_Genesis_Demo).
+  One departure from the DeepGrey study's trainers, for CPU time only and identical in both arms: nnU-Net's
+  end-of-training validation runs without mirroring (the study's test predictions already use --disable_tta).
+"""
+import os
+
+from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
+
+from nnunet_genesis.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain
+from nnunet_genesis.trainers.base import GenesisTrainerBase
+
+
+def _env_int(name, default):
+    return int(os.environ.get(name, str(default)))
+
+
+class nnUNetTrainerV2_GenesisPretrain_S18CTInside(nnUNetTrainerV2_GenesisPretrain):
+    """Pretraining with adamw_inpaint_inside at a budget of at most ~25 CPU-minutes on one core."""
+    genesis_recipe = "adamw_inpaint_inside"
+    genesis_preview_every = 10
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_num_epochs = _env_int("STUDY18CT_PRETRAIN_EPOCHS", 30)
+        self.num_batches_per_epoch = _env_int("STUDY18CT_PRETRAIN_ITERS", 25)
+        self.num_val_batches_per_epoch = 2
+        self.save_every = 5
+
+
+class Study18CTBudget:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_num_epochs = _env_int("STUDY18CT_FT_EPOCHS", 8)
+        self.num_batches_per_epoch = _env_int("STUDY18CT_FT_ITERS", 10)
+        self.num_val_batches_per_epoch = _env_int("STUDY18CT_FT_VAL_BATCHES", 2)
+        self.save_every = 1
+
+    def validate(self, *args, **kwargs):
+        # nnU-Net's end-of-training validation of the fold's 5 validation cases, without its 8-fold mirroring
+        # (CPU time; the study's test predictions run with --disable_tta too). Same for both arms.
+        kwargs["do_mirroring"] = False
+        return super().validate(*args, **kwargs)
+
+
+class nnUNetTrainerV2_Scratch_S18CT(Study18CTBudget, GenesisTrainerBase, nnUNetTrainerV2):
+    """Stock nnUNetTrainerV2 with the study's budget (GenesisTrainerBase only stops its augmentation workers
+    when training ends, as the demo's scratch trainer)."""
+
+
+class nnUNetTrainerV2_Genesis_S18CT(Study18CTBudget, nnUNetTrainerV2_Genesis):
+    """nnUNetTrainerV2_Genesis (encoder-only transfer) with the study's budget; warm-up scaled to 1 epoch."""
+    genesis_warmup_epochs = 1

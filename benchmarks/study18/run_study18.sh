@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Issue #18: the first real downstream study, on Task601_DeepGrey (cases smaller than the patch).
+# Reproduces docs/measurements_study18.md. Every training/prediction runs on ONE core (core 1), nice'd,
+# single-threaded, one augmentation worker: the budgets below are CPU-minutes on that one core.
+#
+#   benchmarks/study18/run_study18.sh prepare   # unlabeled Task611_GenesisDeepGrey = Task601's 16 training images
+#                                               # (+ Task612 for the restoration check only)
+#   benchmarks/study18/run_study18.sh pretrain  # adamw_inpaint_inside, STUDY18_PRETRAIN_EPOCHS x _ITERS, fold 0
+#   benchmarks/study18/run_study18.sh study     # nnUNet_genesis_study, seeds 0-4, counts 2 4 (STUDY18_COUNTS)
+#   benchmarks/study18/run_study18.sh restoration  # independent check of the final checkpoint
+#
+# Needs: the worktree's venv, /work/data18_run/env.sh (Task601 built and planned, docs/real_tasks.md).
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+source "$REPO/.venv/bin/activate"
+source /work/data18_run/env.sh
+OUT=${STUDY18_OUT:-/work/data18_run/study18}
+export nnUNet_extTrainer="$HERE/trainers"
+export STUDY18_PRETRAIN_EPOCHS=${STUDY18_PRETRAIN_EPOCHS:-28} STUDY18_PRETRAIN_ITERS=${STUDY18_PRETRAIN_ITERS:-25}
+export STUDY18_FT_EPOCHS=${STUDY18_FT_EPOCHS:-10} STUDY18_FT_ITERS=${STUDY18_FT_ITERS:-10}
+PIN=(taskset -c 1 nice -n 5 env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nnUNet_n_proc_DA=1)
+PRETRAINER=nnUNetTrainerV2_GenesisPretrain_S18Inside
+PRE_FOLD="$RESULTS_FOLDER/nnUNet/3d_fullres/Task611_GenesisDeepGrey/${PRETRAINER}__nnUNetPlansv2.1/fold_0"
+WEIGHTS="$PRE_FOLD/model_final_checkpoint.model"
+mkdir -p "$OUT"
+case "${1:?prepare|pretrain|study|restoration}" in
+  prepare)
+    # imagesTr only (a plain folder): the Decathlon task folder would bring imagesTs, the test images, too
+    "${PIN[@]}" nnUNet_genesis_prepare -t 601 -i /work/data18_run/raw/Task61_DeepGrey/imagesTr -o 611 -np 1
+    # for the independent restoration check only (never trained on): the 32 unlabelled crops at other brain
+    # positions of the training sources (docs/real_tasks.md), with Task601's plans
+    "${PIN[@]}" nnUNet_genesis_prepare -t 601 -i /work/data18_run/raw/Task61_DeepGrey_unlabelled -o 612 -np 1 ;;
+  pretrain)
+    # fold 0: the diagnostics score the fold's held-out validation cases (the same 4 cases the study validates on)
+    "${PIN[@]}" nnUNet_train 3d_fullres "$PRETRAINER" Task611_GenesisDeepGrey 0 ;;
+  study)
+    # nnUNet_genesis_allow_unlearned=1: this study measures what fine-tuning does from whatever the pretraining
+    # produced; if its record says it did not learn, the verdict is still printed in every Genesis log and in
+    # study.md (the trainer would otherwise refuse, issue #18)
+    # shellcheck disable=SC2086
+    "${PIN[@]}" nnUNet_genesis_allow_unlearned=1 nnUNet_genesis_study -t 601 -w "$WEIGHTS" -o "$OUT/study_deepgrey" \
+      --test_labels /work/data18_run/raw/Task61_DeepGrey/labelsTs \
+      --seeds 0 1 2 3 4 --counts ${STUDY18_COUNTS:-2 4} \
+      --scratch_trainer nnUNetTrainerV2_Scratch_S18 --genesis_trainer nnUNetTrainerV2_Genesis_S18 ;;
+  restoration)
+    # the final checkpoint on 20 never-seen crops (Task612), then on Task611 (its 4 fold-0 validation cases among
+    # 16; 12 were trained on)
+    "${PIN[@]}" nnUNet_genesis_restoration -w "$WEIGHTS" -t 612 -o "$OUT/restoration_task612" --cases 20 || echo "exit $?"
+    "${PIN[@]}" nnUNet_genesis_restoration -w "$WEIGHTS" -t 611 -o "$OUT/restoration_task611" --cases 16 || echo "exit $?" ;;
+  *) echo "unknown step $1" >&2; exit 2 ;;
+esac

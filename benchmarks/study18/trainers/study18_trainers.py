@@ -1,0 +1,59 @@
+"""Thin trainers for issue #18's first real downstream study (Task601_DeepGrey, cases smaller than the patch).
+
+Found by the stock ``nnUNet_train`` through ``nnUNet_extTrainer=benchmarks/study18/trainers`` (see
+``benchmarks/study18/run_study18.sh``). Only the budget (and, for pretraining, the recipe) differs from the
+package's trainers; nothing else is changed.
+
+Budgets, from timings measured on one pinned core (docs/measurements_study18.md):
+
+* pretraining: ``STUDY18_PRETRAIN_EPOCHS`` x ``STUDY18_PRETRAIN_ITERS`` iterations (defaults below), recipe
+  ``adamw_inpaint_inside`` (padding outside the image left out of the loss), diagnostics on the fold's
+  validation cases;
+* fine-tuning: ONE budget shared by the scratch and the Genesis arm (``STUDY18_FT_EPOCHS`` x
+  ``STUDY18_FT_ITERS``). The Genesis arm keeps the package's fine-tuning defaults (encoder-only transfer,
+  transferred layers frozen during the warm-up, then nnU-Net's rate) except the warm-up's length: the default
+  is 10 of nnU-Net's 1000 epochs (1 % of the budget), which at this budget would freeze the encoder for the
+  whole run; it is scaled to 1 epoch, as the package's own demo does (nnUNetTrainerV2_Genesis_Demo).
+"""
+import os
+
+from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
+
+from nnunet_genesis.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain
+from nnunet_genesis.trainers.base import GenesisTrainerBase
+
+
+def _env_int(name, default):
+    return int(os.environ.get(name, str(default)))
+
+
+class nnUNetTrainerV2_GenesisPretrain_S18Inside(nnUNetTrainerV2_GenesisPretrain):
+    """Pretraining with adamw_inpaint_inside at a budget of at most ~25 CPU-minutes on one core."""
+    genesis_recipe = "adamw_inpaint_inside"
+    genesis_preview_every = 10
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_num_epochs = _env_int("STUDY18_PRETRAIN_EPOCHS", 28)
+        self.num_batches_per_epoch = _env_int("STUDY18_PRETRAIN_ITERS", 25)
+        self.num_val_batches_per_epoch = 2
+        self.save_every = 5
+
+
+class Study18Budget:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_num_epochs = _env_int("STUDY18_FT_EPOCHS", 10)
+        self.num_batches_per_epoch = _env_int("STUDY18_FT_ITERS", 10)
+        self.num_val_batches_per_epoch = 2
+        self.save_every = 1
+
+
+class nnUNetTrainerV2_Scratch_S18(Study18Budget, GenesisTrainerBase, nnUNetTrainerV2):
+    """Stock nnUNetTrainerV2 with the study's budget (GenesisTrainerBase only stops its augmentation workers
+    when training ends, as the demo's scratch trainer)."""
+
+
+class nnUNetTrainerV2_Genesis_S18(Study18Budget, nnUNetTrainerV2_Genesis):
+    """nnUNetTrainerV2_Genesis (encoder-only transfer) with the study's budget; warm-up scaled to 1 epoch."""
+    genesis_warmup_epochs = 1

@@ -19,8 +19,8 @@ import os
 
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 
-from nnunet_genesis.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain
-from nnunet_genesis.trainers.base import GenesisTrainerBase
+from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain
+from nnunet_genesis.nnunet_v1.trainers.base import GenesisTrainerBase
 
 
 def _env_int(name, default):

@@ -68,6 +68,8 @@ def test_below_baselines_at_the_end_is_not_learned(tmp_path):
     assert any("in_painting: R^2 0.549 below identity 0.683" in r for r in record["reasons"])
     line = refusal(record, weights, environ={})
     assert "REFUSED" in line and weights in line and ALLOW_UNLEARNED_ENV in line and "\n" not in line
+    # it says what to do: pretrain again, or check the weights on images like the task's before allowing them
+    assert "COLLAPSE advice" in line and "nnUNet_genesis_restoration" in line
     assert refusal(record, weights, environ={ALLOW_UNLEARNED_ENV: "1"}) is None
 
 

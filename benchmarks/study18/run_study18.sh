@@ -10,8 +10,10 @@
 #   benchmarks/study18/run_study18.sh study     # nnUNet_genesis_study, seeds 0-4, counts 2 4 (STUDY18_COUNTS)
 #   benchmarks/study18/run_study18.sh restoration  # independent check of the final checkpoint
 #
-# Settings (environment): STUDY18_OUT (output root), STUDY18_CORE (the core, default 1), STUDY18_SEEDS,
-# STUDY18_COUNTS, STUDY18_FT_EPOCHS x STUDY18_FT_ITERS (fine-tuning budget of both arms).
+# Settings (environment): STUDY18_OUT (output root), STUDY18_STUDY (the study's folder in it), STUDY18_CORE
+# (the core, default 1), STUDY18_SEEDS, STUDY18_COUNTS, STUDY18_FT_EPOCHS x STUDY18_FT_ITERS (fine-tuning budget
+# of both arms), STUDY18_PRETRAIN_TASK, STUDY18_WEIGHTS (default: that task's fold-0 final checkpoint),
+# STUDY18_GENESIS_TRAINER (a variant in trainers/study18_trainers.py).
 #
 # Needs: the worktree's venv, /work/data18_run/env.sh (Task601 built and planned, docs/real_tasks.md).
 set -euo pipefail
@@ -27,7 +29,9 @@ PIN=(taskset -c "${STUDY18_CORE:-1}" nice -n 5 env OMP_NUM_THREADS=1 MKL_NUM_THR
 PRETRAINER=nnUNetTrainerV2_GenesisPretrain_S18Inside
 PRE_TASK=${STUDY18_PRETRAIN_TASK:-Task611_GenesisDeepGrey}
 PRE_FOLD="$RESULTS_FOLDER/nnUNet/3d_fullres/$PRE_TASK/${PRETRAINER}__nnUNetPlansv2.1/fold_0"
-WEIGHTS="$PRE_FOLD/model_final_checkpoint.model"
+WEIGHTS=${STUDY18_WEIGHTS:-$PRE_FOLD/model_final_checkpoint.model}
+GENESIS_TRAINER=${STUDY18_GENESIS_TRAINER:-nnUNetTrainerV2_Genesis_S18}
+STUDY=${STUDY18_STUDY:-study_deepgrey}
 mkdir -p "$OUT"
 case "${1:?prepare|prepare_heads|pretrain|study|restoration}" in
   prepare)
@@ -53,10 +57,10 @@ case "${1:?prepare|prepare_heads|pretrain|study|restoration}" in
     # produced; if its record says it did not learn, the verdict is still printed in every Genesis log and in
     # study.md (the trainer would otherwise refuse, issue #18)
     # shellcheck disable=SC2086
-    "${PIN[@]}" nnUNet_genesis_allow_unlearned=1 nnUNet_genesis_study -t 601 -w "$WEIGHTS" -o "$OUT/study_deepgrey" \
+    "${PIN[@]}" nnUNet_genesis_allow_unlearned=1 nnUNet_genesis_study -t 601 -w "$WEIGHTS" -o "$OUT/$STUDY" \
       --test_labels /work/data18_run/raw/Task61_DeepGrey/labelsTs \
       --seeds ${STUDY18_SEEDS:-0 1 2 3 4} --counts ${STUDY18_COUNTS:-2 4} \
-      --scratch_trainer nnUNetTrainerV2_Scratch_S18 --genesis_trainer nnUNetTrainerV2_Genesis_S18 ;;
+      --scratch_trainer nnUNetTrainerV2_Scratch_S18 --genesis_trainer "$GENESIS_TRAINER" ;;
   restoration)
     # the final checkpoint on 20 never-seen crops (Task612), then on Task611 (its 4 fold-0 validation cases among
     # 16; 12 were trained on)

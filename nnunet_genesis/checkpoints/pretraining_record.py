@@ -116,6 +116,8 @@ def refusal(record: Optional[Dict], weights_path: str, environ=os.environ) -> Op
         return None
     failed = [r for r in record["reasons"] if " below " in r or "collapsed" in r] or record["reasons"]
     return ("Pretrained weights %s REFUSED: their own pretraining record (%s) says they did not learn (%s); "
-            "fine-tuning from them costs Dice (issue #18). Pretrain again (see the COLLAPSE advice in its log), "
-            "or set %s=1 to fine-tune from them anyway."
+            "fine-tuning from them costs Dice (issue #18). Pretrain again (see the COLLAPSE advice in its log); "
+            "or, since the record scores only the pretraining's own validation cases, score the weights on images "
+            "like your task's (nnUNet_genesis_prepare them, then nnUNet_genesis_restoration -w ... -t <that task>) "
+            "and, if they beat the baselines there, set %s=1 to fine-tune from them."
             % (weights_path, record["source"], "; ".join(failed), ALLOW_UNLEARNED_ENV))

@@ -17,6 +17,7 @@ Budgets, from timings measured on one pinned core (docs/measurements_study18.md)
 """
 import os
 
+import torch
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 
 from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain
@@ -57,3 +58,37 @@ class nnUNetTrainerV2_Scratch_S18(Study18Budget, GenesisTrainerBase, nnUNetTrain
 class nnUNetTrainerV2_Genesis_S18(Study18Budget, nnUNetTrainerV2_Genesis):
     """nnUNetTrainerV2_Genesis (encoder-only transfer) with the study's budget; warm-up scaled to 1 epoch."""
     genesis_warmup_epochs = 1
+
+
+class nnUNetTrainerV2_GenesisShallow_S18(nnUNetTrainerV2_Genesis_S18):
+    """Fine-tuning variant (a measurement): for a checkpoint cut to its first encoder stages by
+    ``benchmarks/study18/shallow_checkpoint.py``; accepts the small encoder fraction that transfers (the report
+    states it), everything else starts fresh."""
+    genesis_allow_partial = True
+
+
+class nnUNetTrainerV2_GenesisNoFreeze_S18(nnUNetTrainerV2_Genesis_S18):
+    """Fine-tuning variant (a measurement): no frozen warm-up, every parameter at nnU-Net's rate from the start."""
+    genesis_warmup_epochs = 0
+
+
+class nnUNetTrainerV2_GenesisMix_S18(nnUNetTrainerV2_Genesis_S18):
+    """Fine-tuning variant (a measurement; shrink and perturb, Ash & Adams, NeurIPS 2020): after the transfer,
+    every transferred convolution weight becomes ``mix`` x pretrained + (1 - mix) x the fresh initialisation
+    this network had before the transfer (He init, as scratch); norms and biases stay as transferred. Why: the
+    pretrained encoders' activations are far more correlated than a fresh network's (docs/measurements_study18.md,
+    effective rank), which may slow the fresh decoder; the mix restores part of the fresh network's diversity."""
+    genesis_mix = float(os.environ.get("STUDY18_MIX", "0.3"))
+
+    def load_pretrained_weights(self, fname):
+        fresh = {n: p.detach().clone() for n, p in self.plain_network.named_parameters()}
+        report = super().load_pretrained_weights(fname)
+        mixed = 0
+        with torch.no_grad():
+            for name, parameter in self.plain_network.named_parameters():
+                if name in set(self.transferred_parameter_names) and parameter.dim() > 1:
+                    parameter.mul_(self.genesis_mix).add_(fresh[name], alpha=1.0 - self.genesis_mix)
+                    mixed += 1
+        self.print_to_log_file("shrink and perturb: %d transferred convolution weights = %g x pretrained + %g x "
+                               "fresh He init" % (mixed, self.genesis_mix, 1.0 - self.genesis_mix))
+        return report

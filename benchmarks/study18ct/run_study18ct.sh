@@ -37,7 +37,7 @@ case "${1:?prepare|pretrain|study|restoration}" in
     "${PIN[@]}" nnUNet_genesis_study -t 602 -w "$WEIGHTS" -o "$OUT/${STUDY18CT_STUDY_NAME:-study_headct}" \
       --test_labels /work/data18_run/raw/Task62_HeadCT/labelsTs \
       --seeds ${STUDY18CT_SEEDS:-0 1 2 3 4} --counts ${STUDY18CT_COUNTS:-2 4} \
-      --scratch_trainer nnUNetTrainerV2_Scratch_S18CT --genesis_trainer nnUNetTrainerV2_Genesis_S18CT ;;
+      --scratch_trainer nnUNetTrainerV2_Scratch_S18CT --genesis_trainer "${STUDY18CT_GENESIS_TRAINER:-nnUNetTrainerV2_Genesis_S18CT}" ;;
   restoration)
     "${PIN[@]}" nnUNet_genesis_restoration "${@:2}" ;;
   *) echo "unknown step $1" >&2; exit 2 ;;

@@ -72,23 +72,28 @@ class nnUNetTrainerV2_GenesisNoFreeze_S18(nnUNetTrainerV2_Genesis_S18):
     genesis_warmup_epochs = 0
 
 
-class nnUNetTrainerV2_GenesisMix_S18(nnUNetTrainerV2_Genesis_S18):
-    """Fine-tuning variant (a measurement; shrink and perturb, Ash & Adams, NeurIPS 2020): after the transfer,
-    every transferred convolution weight becomes ``mix`` x pretrained + (1 - mix) x the fresh initialisation
-    this network had before the transfer (He init, as scratch); norms and biases stay as transferred. Why: the
-    pretrained encoders' activations are far more correlated than a fresh network's (docs/measurements_study18.md,
-    effective rank), which may slow the fresh decoder; the mix restores part of the fresh network's diversity."""
+class ShrinkAndPerturb:
+    """Fine-tuning variant (a measurement; shrink and perturb, Ash & Adams, NeurIPS 2020), mixed into a Genesis
+    fine-tuning trainer: after the transfer, every transferred convolution weight becomes ``mix`` x pretrained +
+    (1 - mix) x the fresh initialisation this network had before the transfer (He init, as scratch); norms and
+    biases stay as transferred. Why: the pretrained encoders' activations are far less diverse than a fresh
+    network's (docs/measurements_study18_finetuning.md, effective rank); the mix restores part of that diversity
+    while keeping the pretrained directions."""
     genesis_mix = float(os.environ.get("STUDY18_MIX", "0.3"))
 
     def load_pretrained_weights(self, fname):
         fresh = {n: p.detach().clone() for n, p in self.plain_network.named_parameters()}
         report = super().load_pretrained_weights(fname)
-        mixed = 0
+        transferred, mixed = set(self.transferred_parameter_names), 0
         with torch.no_grad():
             for name, parameter in self.plain_network.named_parameters():
-                if name in set(self.transferred_parameter_names) and parameter.dim() > 1:
+                if name in transferred and parameter.dim() > 1:
                     parameter.mul_(self.genesis_mix).add_(fresh[name], alpha=1.0 - self.genesis_mix)
                     mixed += 1
         self.print_to_log_file("shrink and perturb: %d transferred convolution weights = %g x pretrained + %g x "
                                "fresh He init" % (mixed, self.genesis_mix, 1.0 - self.genesis_mix))
         return report
+
+
+class nnUNetTrainerV2_GenesisMix_S18(ShrinkAndPerturb, nnUNetTrainerV2_Genesis_S18):
+    """nnUNetTrainerV2_Genesis_S18 with shrink and perturb (``STUDY18_MIX``, default 0.3 pretrained)."""

@@ -63,3 +63,20 @@ class nnUNetTrainerV2_Scratch_S18CT(Study18CTBudget, GenesisTrainerBase, nnUNetT
 class nnUNetTrainerV2_Genesis_S18CT(Study18CTBudget, nnUNetTrainerV2_Genesis):
     """nnUNetTrainerV2_Genesis (encoder-only transfer) with the study's budget; warm-up scaled to 1 epoch."""
     genesis_warmup_epochs = 1
+
+
+def _study18_trainers():
+    """benchmarks/study18/trainers/study18_trainers.py, loaded by path (its folder is another nnUNet_extTrainer),
+    for the fine-tuning variants both studies share."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "study18", "trainers",
+                        "study18_trainers.py")
+    spec = importlib.util.spec_from_file_location("study18_trainers_shared", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class nnUNetTrainerV2_GenesisMix_S18CT(_study18_trainers().ShrinkAndPerturb, nnUNetTrainerV2_Genesis_S18CT):
+    """nnUNetTrainerV2_Genesis_S18CT with shrink and perturb (``STUDY18_MIX``, default 0.3 pretrained;
+    benchmarks/study18/trainers/study18_trainers.py)."""

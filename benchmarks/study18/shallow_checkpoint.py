@@ -21,7 +21,8 @@ import torch
 
 from nnunet_genesis.checkpoints.files import read_checkpoint_file
 from nnunet_genesis.checkpoints.pretraining_record import HISTORY, SUMMARY
-from nnunet_genesis.io.atomic import make_dirs
+from nnunet_genesis.io.atomic import atomic_write, make_dirs
+from nnunet_genesis.nnunet_v1.names import FINAL_CHECKPOINT
 
 
 def main():
@@ -30,10 +31,10 @@ def main():
     parser.add_argument("out_folder")
     parser.add_argument("--stages", type=int, default=2, help="encoder stages kept (default 2)")
     args = parser.parse_args()
-    source = os.path.join(args.pretrain_fold, "model_final_checkpoint.model")
+    source = os.path.join(args.pretrain_fold, FINAL_CHECKPOINT)
     if os.path.abspath(args.out_folder) == os.path.abspath(args.pretrain_fold):
         raise SystemExit("%s: the output folder is the input folder; choose another" % args.out_folder)
-    if os.path.exists(os.path.join(args.out_folder, "model_final_checkpoint.model")):
+    if os.path.exists(os.path.join(args.out_folder, FINAL_CHECKPOINT)):
         raise SystemExit("%s already holds a checkpoint; choose a new folder" % args.out_folder)
     checkpoint = read_checkpoint_file(source)   # weights-only, errors name the file
     kept = {k: v for k, v in checkpoint["state_dict"].items()
@@ -42,10 +43,10 @@ def main():
         raise SystemExit("%s: no conv_blocks_context.* tensors (not a Generic_UNet checkpoint)" % source)
     checkpoint = {"state_dict": kept, "epoch": checkpoint.get("epoch")}
     make_dirs(os.path.join(args.out_folder, os.path.dirname(SUMMARY) or "."))
-    for name in (HISTORY, SUMMARY, "model_final_checkpoint.model.pkl"):
+    for name in (HISTORY, SUMMARY, FINAL_CHECKPOINT + ".pkl"):
         if os.path.isfile(os.path.join(args.pretrain_fold, name)):
             shutil.copyfile(os.path.join(args.pretrain_fold, name), os.path.join(args.out_folder, name))
-    torch.save(checkpoint, os.path.join(args.out_folder, "model_final_checkpoint.model"))
+    atomic_write(os.path.join(args.out_folder, FINAL_CHECKPOINT), lambda tmp: torch.save(checkpoint, tmp))
     total = sum(v.numel() for v in kept.values())
     print("%s: kept %d tensors (%d parameters) of encoder stages 0-%d" % (args.out_folder, len(kept), total,
                                                                             args.stages - 1))

@@ -27,7 +27,7 @@ from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis
 
 class nnUNetTrainerV2_Genesis_Tiny(nnUNetTrainerV2_Genesis):
     """Two epochs of two iterations. The warm-up covers the whole run, so the transferred weights
-    must come out of training unchanged (frozen), while the fresh heads train."""
+    must come out of training as the transfer left them (frozen), while the fresh heads train."""
     genesis_warmup_epochs = 2
 
     def __init__(self, *args, **kwargs):
@@ -83,10 +83,24 @@ def test_frozen_transferred_weights_survive_the_warm_up(finetuned):
     allow_nnunet_checkpoint_globals()
     ckpt = torch.load(os.path.join(finetuned["fold"], "model_final_checkpoint.model"), map_location="cpu")
     with open(os.path.join(finetuned["fold"], "transfer_report.json")) as f:
-        loaded = [(e["key"], e["source_key"]) for e in json.load(f)["entries"] if e["status"] == "loaded"]
-    assert loaded
-    for key, source_key in loaded:  # loaded unchanged from the source, and frozen during the warm-up
-        assert torch.equal(ckpt["state_dict"][key], finetuned["source_state"][source_key]), key
+        report = json.load(f)
+    loaded = [(e["key"], e["source_key"]) for e in report["entries"] if e["status"] == "loaded"]
+    mixed = set(report["shrink_and_perturb"]["mixed_parameter_names"])
+    assert report["shrink_and_perturb"]["pretrained_share"] == 0.3 and mixed   # the default
+    assert "Shrink and perturb: %d transferred convolution weights" % len(mixed) in finetuned["train_log"]
+    final, source = [], []
+    for key, source_key in loaded:
+        if key in mixed:  # 0.3 x the source + 0.7 x the network's own initialisation (exact: test_finetuning.py)
+            assert not torch.equal(ckpt["state_dict"][key], finetuned["source_state"][source_key]), key
+            final.append(ckpt["state_dict"][key].flatten())
+            source.append(finetuned["source_state"][source_key].flatten())
+        else:  # norms and biases: loaded unchanged from the source, and frozen during the warm-up
+            assert torch.equal(ckpt["state_dict"][key], finetuned["source_state"][source_key]), key
+    # frozen too: the source's share of the final weights is still 0.3 (least squares over >100k independent
+    # elements: the fresh initialisation's contribution is of order 1/sqrt(n) = 0.003, far inside 0.05)
+    final, source = torch.cat(final).double(), torch.cat(source).double()
+    assert final.numel() > 100_000
+    assert abs(float(final @ source / (source @ source)) - 0.3) < 0.05
 
 
 def test_validation_only_and_continue_load_checkpoints(finetuned, ct_task):

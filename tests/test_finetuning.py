@@ -118,3 +118,54 @@ def test_refused_transfer_fails_loudly_and_leaves_the_network(ct_task, tmp_path)
     after = trainer.network.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert os.path.isfile(os.path.join(trainer.output_folder, "transfer_report.json"))
+
+
+def test_default_transfer_shrinks_and_perturbs_towards_the_networks_own_initialisation(ct_task, tmp_path):
+    # the real v1 trainer, its network's initialisation taken before stock -pretrained_weights loading
+    import json
+    from nnunet.run.load_pretrained_weights import load_pretrained_weights
+    from nnunet_genesis.transfer.shrink_perturb import DEFAULT_PRETRAINED_SHARE
+    weights = str(tmp_path / "w.pt")
+    source = published_genesis_checkpoint(weights)
+    trainer = make_trainer(ct_task, tmp_path / "fold")
+    assert trainer.genesis_pretrained_share == DEFAULT_PRETRAINED_SHARE == 0.3
+    init = {name: p.detach().clone() for name, p in trainer.plain_network.named_parameters()}
+    load_pretrained_weights(trainer.network, weights)
+    with open(os.path.join(trainer.output_folder, "transfer_report.json")) as f:
+        report = json.load(f)
+    mixed = set(report["shrink_and_perturb"]["mixed_parameter_names"])
+    assert report["shrink_and_perturb"]["pretrained_share"] == 0.3 and mixed
+    params = dict(trainer.plain_network.named_parameters())
+    checked = 0
+    for entry in report["entries"]:
+        if entry["status"] != "loaded":
+            continue
+        key, value = entry["key"], params[entry["key"]].detach()
+        if value.dim() > 1:
+            assert key in mixed
+            assert torch.allclose(value, 0.3 * source[entry["source_key"]] + 0.7 * init[key], atol=1e-6), key
+            checked += 1
+        else:
+            assert key not in mixed and torch.equal(value, source[entry["source_key"]]), key
+    assert checked > 0
+    assert set(trainer.transferred_parameter_names) >= mixed
+
+
+def test_pretrained_share_one_keeps_the_pretrained_weights(ct_task, tmp_path):
+    import json
+    from nnunet.run.load_pretrained_weights import load_pretrained_weights
+    from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis
+
+    class PlainTransfer(nnUNetTrainerV2_Genesis):
+        genesis_pretrained_share = 1.0
+
+    weights = str(tmp_path / "w.pt")
+    source = published_genesis_checkpoint(weights)
+    trainer = make_trainer(ct_task, tmp_path / "fold", PlainTransfer)
+    load_pretrained_weights(trainer.network, weights)
+    with open(os.path.join(trainer.output_folder, "transfer_report.json")) as f:
+        report = json.load(f)
+    assert report["shrink_and_perturb"] == {"pretrained_share": 1.0, "mixed_parameter_names": []}
+    params = dict(trainer.plain_network.named_parameters())
+    loaded = [e for e in report["entries"] if e["status"] == "loaded"]
+    assert loaded and all(torch.equal(params[e["key"]].detach(), source[e["source_key"]]) for e in loaded)

@@ -210,6 +210,12 @@ def test_finetuning_transfers_the_pretrained_encoder_and_reports_it(v2):
     log = v2["logs"]["finetune"]
     assert "Pretrained weights: %s" % v2["weights"] in log and "Warm-up: 1 epochs" in log
     assert "transferred parameters: learning rate 0" in log  # frozen during the warm-up epoch
+    # the default shrink and perturb, shared with v1 (transfer/finetuning.py): convolution weights only
+    mixed = report["shrink_and_perturb"]["mixed_parameter_names"]
+    assert report["shrink_and_perturb"]["pretrained_share"] == 0.3 and mixed
+    assert not set(mixed) & set(report["fresh_parameter_names"])
+    assert all(name.endswith(".weight") and ".norm." not in name for name in mixed)
+    assert "Shrink and perturb: %d transferred convolution weights" % len(mixed) in log
     assert "got no -pretrained_weights" not in log
     # our checkpoint carries its plan: the report names where it comes from
     assert report["source_plan"]["genesis_recipe"] == PRETRAIN_RECIPE

@@ -81,6 +81,10 @@ def transfer_main(argv=None):
         print("nnUNet_genesis_transfer: error: %s" % e, file=sys.stderr)
         return 2
     print(report.format())
+    from nnunet_genesis.transfer.shrink_perturb import DEFAULT_PRETRAINED_SHARE
+    print("then the fine-tuning trainer mixes the transferred convolution weights: %g x pretrained + %g x its own "
+          "initialisation (genesis_pretrained_share; 1.0 keeps them as they are)"
+          % (DEFAULT_PRETRAINED_SHARE, 1.0 - DEFAULT_PRETRAINED_SHARE))
     if args.output:
         report.save_json(args.output)
         print("report written to %s" % args.output)

@@ -14,7 +14,11 @@ rate. Then every parameter follows nnU-Net's poly schedule (``poly_lr`` of nnU-N
 ``nnunet/training/learning_rate/poly_lr.py``, applied by ``nnUNetTrainerV2.maybe_update_lr`` in
 ``nnunet/training/network_training/nnUNetTrainerV2.py``; the factor here multiplies it per group).
 
-Why: the segmentation heads start random, and at nnU-Net's initial learning rate (0.01,
+Shrink and perturb: right after the transfer, the transferred convolution weights become
+``genesis_pretrained_share`` (default 0.3) x pretrained + the rest x the network's own initialisation
+(:mod:`nnunet_genesis.transfer.shrink_perturb`, which says why and what measured it); 1.0 keeps them as they are.
+
+Why the warm-up: the segmentation heads start random, and at nnU-Net's initial learning rate (0.01,
 momentum 0.99) their first gradients flow back into, and scramble, the pretrained features.
 Letting the heads settle first keeps what pretraining learned. It is done with two optimizer
 parameter groups rather than ``requires_grad=False`` so that DistributedDataParallel, which
@@ -24,6 +28,7 @@ of them after the warm-up.
 from typing import Dict, Iterable, List, Sequence
 
 from nnunet_genesis.transfer.report import DEFAULT_MODE, MIN_ENCODER_FRACTION
+from nnunet_genesis.transfer.shrink_perturb import DEFAULT_PRETRAINED_SHARE
 
 
 FRESH, TRANSFERRED = "fresh", "transferred"
@@ -50,6 +55,9 @@ class FineTuneSettings:
     genesis_warmup_lr_scale = 0.0              # 0: transferred parameters frozen during the warm-up
     genesis_warmup_shape = "constant"          # or "linear": ramp from genesis_warmup_lr_scale to the rate after
     genesis_transferred_lr_scale = 1.0         # after the warm-up: transferred parameters at this x the rate
+    # transferred convolution weights = this x pretrained + (1 - this) x the network's own fresh initialisation
+    # (shrink and perturb, nnunet_genesis/transfer/shrink_perturb.py); 1.0: the pretrained weights as they are
+    genesis_pretrained_share = DEFAULT_PRETRAINED_SHARE
     # True: fine-tune from a checkpoint whose pretraining record says it did not learn (the verdict is still
     # printed and reported); as nnUNet_genesis_allow_unlearned=1 for one run (nnunet_genesis/checkpoints/pretraining_record.py)
     genesis_allow_unlearned = False
@@ -117,11 +125,15 @@ class PretrainedWeightsRefused(SystemExit):
 
 
 def transfer_for_training(network, fname: str, output_folder: str, mode: str, min_encoder_fraction: float,
-                          allow_partial: bool, strict: bool, log, allow_unlearned: bool = False):
+                          allow_partial: bool, strict: bool, log, allow_unlearned: bool = False,
+                          pretrained_share: float = 1.0):
     """What a fine-tuning trainer (v1 and v2 alike) does with ``-pretrained_weights fname``: the verdict of
     the checkpoint's own pretraining record (``nnunet_genesis.checkpoints.pretraining_record``) ``log``-ged, then the
     adaptive transfer into ``network`` (:func:`nnunet_genesis.transfer.weights.transfer_weights`), the report (with
     that record) saved as ``TRANSFER_REPORT_FILE`` in ``output_folder`` (also when refused) and ``log``-ged.
+    With ``pretrained_share`` below 1 the transferred convolution weights are then shrunk and perturbed towards
+    ``network``'s own initialisation (:mod:`nnunet_genesis.transfer.shrink_perturb`); the report records the
+    share and the tensors mixed (``shrink_and_perturb``).
     A checkpoint whose record says it did not learn (unless ``allow_unlearned`` or
     ``nnUNet_genesis_allow_unlearned=1``) or a
     transfer the policy refuses: one ``REFUSED`` line, then :class:`PretrainedWeightsRefused`. Returns
@@ -131,6 +143,8 @@ def transfer_for_training(network, fname: str, output_folder: str, mode: str, mi
     from nnunet_genesis.checkpoints.pretraining_record import describe, read_record, refusal
     from nnunet_genesis.transfer.weights import TransferRefused, transfer_weights
     from nnunet_genesis.transfer.report import TRANSFER_REPORT_FILE
+    from nnunet_genesis.transfer.shrink_perturb import check_share, shrink_and_perturb, snapshot
+    pretrained_share = check_share(pretrained_share)
     make_dirs(output_folder)
     report_file = os.path.join(output_folder, TRANSFER_REPORT_FILE)
     record = read_record(fname)
@@ -139,6 +153,7 @@ def transfer_for_training(network, fname: str, output_folder: str, mode: str, mi
     if refused_line:
         log(refused_line)
         raise PretrainedWeightsRefused(refused_line)
+    fresh_init = snapshot(network) if pretrained_share < 1.0 else {}
     try:
         report = transfer_weights(network, fname, mode=mode, min_encoder_fraction=min_encoder_fraction,
                                   allow_partial=allow_partial, strict=strict)
@@ -148,11 +163,18 @@ def transfer_for_training(network, fname: str, output_folder: str, mode: str, mi
             fname, "; ".join(refused.reasons) or "transfer refused", report_file)
         log(line)
         raise PretrainedWeightsRefused(line, refused.report) from None
-    write_json_atomic(dict(report.to_dict(), pretraining_record=record), report_file)
+    fresh = set(report.fresh_parameter_names())
+    transferred = [n for n, _ in network.named_parameters() if n not in fresh]
+    mixed = shrink_and_perturb(network, fresh_init, transferred, pretrained_share)
+    write_json_atomic(dict(report.to_dict(), pretraining_record=record,
+                           shrink_and_perturb={"pretrained_share": pretrained_share, "mixed_parameter_names": mixed}),
+                      report_file)
     verdict = "pretraining record: %s" % (record["verdict"] if record else "none")
     log("Pretrained weights: %s (%s; report: %s)\n%s" % (fname, verdict, report_file, report.format()))
-    fresh = set(report.fresh_parameter_names())
-    return report, [n for n, _ in network.named_parameters() if n not in fresh]
+    log("Shrink and perturb: %d transferred convolution weights = %g x pretrained + %g x this network's "
+        "initialisation (genesis_pretrained_share)" % (len(mixed), pretrained_share, 1.0 - pretrained_share)
+        if mixed else "Shrink and perturb: off (genesis_pretrained_share 1: the pretrained weights as they are)")
+    return report, transferred
 
 
 def warmup_description(warmup_epochs: int, shape: str, warmup_lr_scale_: float, transferred_lr_scale: float) -> str:
@@ -177,7 +199,7 @@ class FineTuneHooks(FineTuneSettings):
         report, self.transferred_parameter_names = transfer_for_training(
             self.plain_network, fname, self.output_folder, self.genesis_transfer_mode,
             self.genesis_min_encoder_fraction, self.genesis_allow_partial, self.genesis_strict, self.print_to_log_file,
-            self.genesis_allow_unlearned)
+            self.genesis_allow_unlearned, self.genesis_pretrained_share)
         self.genesis_rebuild_optimizer()
         self.print_to_log_file(warmup_description(self.genesis_warmup_epochs, self.genesis_warmup_shape,
                                                   self.genesis_warmup_lr_scale, self.genesis_transferred_lr_scale))

@@ -17,7 +17,6 @@ Budgets, from timings measured on one pinned core (docs/measurements_study18.md)
 """
 import os
 
-import torch
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 
 from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain
@@ -56,8 +55,10 @@ class nnUNetTrainerV2_Scratch_S18(Study18Budget, GenesisTrainerBase, nnUNetTrain
 
 
 class nnUNetTrainerV2_Genesis_S18(Study18Budget, nnUNetTrainerV2_Genesis):
-    """nnUNetTrainerV2_Genesis (encoder-only transfer) with the study's budget; warm-up scaled to 1 epoch."""
+    """nnUNetTrainerV2_Genesis (encoder-only transfer) with the study's budget; warm-up scaled to 1 epoch; the
+    plain transfer these pages measured (the package's default until shrink and perturb replaced it)."""
     genesis_warmup_epochs = 1
+    genesis_pretrained_share = 1.0
 
 
 class nnUNetTrainerV2_GenesisShallow_S18(nnUNetTrainerV2_Genesis_S18):
@@ -75,24 +76,13 @@ class nnUNetTrainerV2_GenesisNoFreeze_S18(nnUNetTrainerV2_Genesis_S18):
 class ShrinkAndPerturb:
     """Fine-tuning variant (a measurement; shrink and perturb, Ash & Adams, NeurIPS 2020), mixed into a Genesis
     fine-tuning trainer: after the transfer, every transferred convolution weight becomes ``mix`` x pretrained +
-    (1 - mix) x the fresh initialisation this network had before the transfer (He init, as scratch); norms and
-    biases stay as transferred. Why: the pretrained encoders' activations are far less diverse than a fresh
-    network's (docs/measurements_study18_finetuning.md, effective rank); the mix restores part of that diversity
-    while keeping the pretrained directions."""
-    genesis_mix = float(os.environ.get("STUDY18_MIX", "0.3"))
-
-    def load_pretrained_weights(self, fname):
-        fresh = {n: p.detach().clone() for n, p in self.plain_network.named_parameters()}
-        report = super().load_pretrained_weights(fname)
-        transferred, mixed = set(self.transferred_parameter_names), 0
-        with torch.no_grad():
-            for name, parameter in self.plain_network.named_parameters():
-                if name in transferred and parameter.dim() > 1:
-                    parameter.mul_(self.genesis_mix).add_(fresh[name], alpha=1.0 - self.genesis_mix)
-                    mixed += 1
-        self.print_to_log_file("shrink and perturb: %d transferred convolution weights = %g x pretrained + %g x "
-                               "fresh He init" % (mixed, self.genesis_mix, 1.0 - self.genesis_mix))
-        return report
+    (1 - ``mix``) x the fresh initialisation this network had before the transfer (He init, as scratch); norms and
+    biases stay as transferred. ``STUDY18_MIX`` (default 0.3) sets the package's ``genesis_pretrained_share``
+    (nnunet_genesis/transfer/shrink_perturb.py, where this variant's mixing now lives; it was measured as a
+    mixin here first). Why: the pretrained encoders' activations are far less diverse than a fresh network's
+    (docs/measurements_study18_finetuning.md, effective rank); the mix restores part of that diversity while
+    keeping the pretrained directions."""
+    genesis_pretrained_share = float(os.environ.get("STUDY18_MIX", "0.3"))
 
 
 class nnUNetTrainerV2_GenesisMix_S18(ShrinkAndPerturb, nnUNetTrainerV2_Genesis_S18):

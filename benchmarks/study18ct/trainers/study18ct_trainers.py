@@ -61,8 +61,10 @@ class nnUNetTrainerV2_Scratch_S18CT(Study18CTBudget, GenesisTrainerBase, nnUNetT
 
 
 class nnUNetTrainerV2_Genesis_S18CT(Study18CTBudget, nnUNetTrainerV2_Genesis):
-    """nnUNetTrainerV2_Genesis (encoder-only transfer) with the study's budget; warm-up scaled to 1 epoch."""
+    """nnUNetTrainerV2_Genesis (encoder-only transfer) with the study's budget; warm-up scaled to 1 epoch; the
+    plain transfer this page measured (the package's default until shrink and perturb replaced it)."""
     genesis_warmup_epochs = 1
+    genesis_pretrained_share = 1.0
 
 
 def _study18_trainers():

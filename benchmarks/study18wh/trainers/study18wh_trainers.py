@@ -1,0 +1,74 @@
+"""Thin trainers for issue #18's whole-head study (Task603_WholeHead, volumes much larger than the patch).
+
+The DeepGrey study's protocol (benchmarks/study18/trainers/study18_trainers.py, loaded by path below: its
+budgets ``STUDY18_PRETRAIN_*`` / ``STUDY18_FT_*`` and recipe ``adamw_inpaint_inside``), found by the stock
+``nnUNet_train`` through ``nnUNet_extTrainer=benchmarks/study18wh/trainers`` (see ``run_study18wh.sh``). Two
+departures, the same in every arm, for CPU time only:
+
+* the patch: ``STUDY18WH_PATCH`` (default 64 64 64, z y x) instead of the plans' 128 x 128 x 128. The network is
+  the plans' (5 poolings per axis, so the patch must be divisible by 32). Measured on one core: one training
+  iteration at batch 2 takes 79 s at 128^3 and 6.3 s at 64^3 (patch_timing.py). The cases (177 x 207 x 175 median) are 24 times
+  the 64^3 patch by volume, "much larger than the patch" as the issue asks (3.0 times the plans' patch);
+* the sliding window's step: ``STUDY18WH_STEP`` (default 1.0: tiles that touch, no overlap) instead of
+  nnU-Net's 0.5, for the end-of-training validation and for ``nnUNet_predict`` (nnUNetTrainer.validate and
+  inference/predict.py pass ``step_size`` by keyword; this trainer replaces it). Mirroring stays off there as
+  in the study's ``--disable_tta``.
+"""
+import importlib.util
+import os
+
+import numpy as np
+
+
+def _study18_trainers():
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "study18", "trainers",
+                        "study18_trainers.py")
+    spec = importlib.util.spec_from_file_location("study18_trainers_shared_wh", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_S18 = _study18_trainers()
+
+
+class WholeHeadPatch:
+    """The patch ``STUDY18WH_PATCH`` instead of the plans' (nnUNetTrainer.process_plans sets ``patch_size``;
+    setup_DA_params and the sliding window read it after)."""
+
+    def process_plans(self, plans):
+        super().process_plans(plans)
+        patch = [int(v) for v in os.environ.get("STUDY18WH_PATCH", "64 64 64").split()]
+        if len(patch) != 3 or any(v % 32 for v in patch):
+            raise SystemExit(f"STUDY18WH_PATCH={patch}: three sizes, each divisible by 32 (5 poolings)")
+        self.patch_size = np.array(patch, dtype=int)
+
+
+class WholeHeadPrediction(WholeHeadPatch):
+    """Sliding-window step ``STUDY18WH_STEP`` and no mirroring, in validation and in nnUNet_predict."""
+
+    def predict_preprocessed_data_return_seg_and_softmax(self, *args, **kwargs):
+        kwargs["step_size"] = float(os.environ.get("STUDY18WH_STEP", "1.0"))
+        return super().predict_preprocessed_data_return_seg_and_softmax(*args, **kwargs)
+
+    def validate(self, *args, **kwargs):
+        kwargs["do_mirroring"] = False
+        return super().validate(*args, **kwargs)
+
+
+class nnUNetTrainerV2_GenesisPretrain_S18WHInside(WholeHeadPatch, _S18.nnUNetTrainerV2_GenesisPretrain_S18Inside):
+    """The DeepGrey study's pretraining (adamw_inpaint_inside, STUDY18_PRETRAIN_EPOCHS x _ITERS) at the study's
+    patch."""
+
+
+class nnUNetTrainerV2_Scratch_S18WH(WholeHeadPrediction, _S18.nnUNetTrainerV2_Scratch_S18):
+    """Scratch arm: stock nnUNetTrainerV2, the study's budget, patch and step."""
+
+
+class nnUNetTrainerV2_Genesis_S18WH(WholeHeadPrediction, _S18.nnUNetTrainerV2_Genesis_S18):
+    """Genesis arm: nnUNetTrainerV2_Genesis (encoder-only transfer, warm-up 1 epoch, the plain transfer that
+    nnUNetTrainerV2_Genesis_S18 pins), same budget, patch, step."""
+
+
+class nnUNetTrainerV2_GenesisMix_S18WH(WholeHeadPrediction, _S18.nnUNetTrainerV2_GenesisMix_S18):
+    """Genesis arm with shrink and perturb (``STUDY18_MIX``, study18_trainers.ShrinkAndPerturb)."""

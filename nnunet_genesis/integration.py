@@ -79,9 +79,10 @@ def ext_trainer_folders():
     return [p for p in value.split(os.pathsep) if p.strip()]
 
 
-def _import_file(path):
+def import_trainer_file(path):
     """Import a python file by path under a stable module name, so that classes defined in it
-    can be pickled into nnU-Net's data-augmentation worker processes."""
+    can be pickled into nnU-Net's data-augmentation worker processes. A trainer file that builds on another
+    one outside its own folder loads it with this (the same module, however often it is asked for)."""
     import hashlib
     import importlib.util
 
@@ -115,7 +116,7 @@ def find_ext_trainer(trainer_name, folders=None):
                     continue
                 path = os.path.join(root, fname)
                 try:
-                    module = _import_file(path)
+                    module = import_trainer_file(path)
                 except Exception as e:
                     raise ImportError("%s: cannot import trainer module %s: %s: %s"
                                       % (EXT_TRAINER_ENV, path, type(e).__name__, e)) from e

@@ -11,7 +11,8 @@
 #
 # Settings (environment): STUDY18WH_OUT, STUDY18WH_STUDY (the study's folder), STUDY18WH_CORE, STUDY18WH_SEEDS,
 # STUDY18WH_COUNTS, STUDY18WH_PATCH, STUDY18WH_STEP, STUDY18_PRETRAIN_EPOCHS x _ITERS, STUDY18_FT_EPOCHS x _ITERS,
-# STUDY18WH_GENESIS_TRAINER.
+# STUDY18WH_GENESIS_TRAINER, STUDY18WH_PRETRAINER (nnUNetTrainerV2_GenesisPretrain_S18WHSmall: pretraining at
+# STUDY18WH_PRETRAIN_PATCH, default 32 x 32 x 64; the study then fine-tunes from its checkpoint).
 # Needs: the worktree's venv, /work/data18_run/env.sh (Task603 built and planned, docs/real_tasks.md).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -24,7 +25,7 @@ export nnUNet_extTrainer="$HERE/trainers"
 export STUDY18_PRETRAIN_EPOCHS=${STUDY18_PRETRAIN_EPOCHS:-20} STUDY18_PRETRAIN_ITERS=${STUDY18_PRETRAIN_ITERS:-10}
 export STUDY18_FT_EPOCHS=${STUDY18_FT_EPOCHS:-5} STUDY18_FT_ITERS=${STUDY18_FT_ITERS:-10}
 PIN=(taskset -c "${STUDY18WH_CORE:-0}" nice -n 5 env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nnUNet_n_proc_DA=1)
-PRETRAINER=nnUNetTrainerV2_GenesisPretrain_S18WHInside
+PRETRAINER=${STUDY18WH_PRETRAINER:-nnUNetTrainerV2_GenesisPretrain_S18WHInside}
 PRE_FOLD="$RESULTS_FOLDER/nnUNet/3d_fullres/Task633_GenesisWholeHead/${PRETRAINER}__nnUNetPlansv2.1/fold_0"
 mkdir -p "$OUT"
 case "${1:?prepare|pretrain|study}" in

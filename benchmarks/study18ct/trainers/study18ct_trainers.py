@@ -19,6 +19,7 @@ import os
 
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 
+from nnunet_genesis.integration import import_trainer_file
 from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain
 from nnunet_genesis.nnunet_v1.trainers.base import GenesisTrainerBase
 
@@ -67,18 +68,12 @@ class nnUNetTrainerV2_Genesis_S18CT(Study18CTBudget, nnUNetTrainerV2_Genesis):
     genesis_pretrained_share = 1.0
 
 
-def _study18_trainers():
-    """benchmarks/study18/trainers/study18_trainers.py, loaded by path (its folder is another nnUNet_extTrainer),
-    for the fine-tuning variants both studies share."""
-    import importlib.util
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "study18", "trainers",
-                        "study18_trainers.py")
-    spec = importlib.util.spec_from_file_location("study18_trainers_shared", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+# benchmarks/study18/trainers/study18_trainers.py (its folder is another nnUNet_extTrainer), for the fine-tuning
+# variants both studies share
+_S18 = import_trainer_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "study18", "trainers",
+                                        "study18_trainers.py"))
 
 
-class nnUNetTrainerV2_GenesisMix_S18CT(_study18_trainers().ShrinkAndPerturb, nnUNetTrainerV2_Genesis_S18CT):
+class nnUNetTrainerV2_GenesisMix_S18CT(_S18.ShrinkAndPerturb, nnUNetTrainerV2_Genesis_S18CT):
     """nnUNetTrainerV2_Genesis_S18CT with shrink and perturb (``STUDY18_MIX``, default 0.3 pretrained;
     benchmarks/study18/trainers/study18_trainers.py)."""

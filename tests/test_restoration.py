@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from nnunet_genesis.pretraining.recipes import RECIPES, Recipe, learning_rate
-from nnunet_genesis.pretraining.scores import (DISTORTIONS, R2Sums, collapse_reasons, collapse_warning, distorted_pairs,
-                                        format_scores, mean_answer, plot_history, restoration_verdict, score_pairs,
-                                        single_distortion)
+from nnunet_genesis.pretraining.scores import (DISTORTIONS, R2Sums, clip_to_floor, collapse_reasons, collapse_warning,
+                                        distorted_pairs, format_scores, mean_answer, plot_history,
+                                        restoration_verdict, score_pairs, single_distortion)
 
 
 def test_r2_and_variance_ratio_by_hand():
@@ -143,6 +143,18 @@ def test_history_plot_is_written(tmp_path):
     history = [{"epoch": e, "scores": _scores(0.1 * e)} for e in range(4)]
     path = plot_history(history, str(tmp_path / "restoration_progress.png"))
     assert os.path.getsize(path) > 10_000 and os.listdir(tmp_path) == ["restoration_progress.png"]
+
+
+def test_scores_below_the_plot_floor_are_raised_to_it_and_marked():
+    values, below = clip_to_floor([0.5, -1.0, -3.2, float("nan"), -1.5], floor=-1.0)
+    assert below == [2, 4]
+    assert values[:3] == [0.5, -1.0, -1.0] and np.isnan(values[3]) and values[4] == -1.0
+
+
+def test_history_plot_of_a_collapsed_run_is_written(tmp_path):
+    history = [{"epoch": e, "scores": _scores(-2.0 - e)} for e in range(3)]   # every network score off the axis
+    path = plot_history(history, str(tmp_path / "collapsed.png"))
+    assert os.path.getsize(path) > 10_000
 
 
 def test_recipe_schedules():

@@ -257,10 +257,23 @@ def format_scores(scores: Mapping[str, Mapping[str, float]]) -> str:
 # --------------------------------------------------------------------------------------------
 # The history plot
 # --------------------------------------------------------------------------------------------
+PLOT_FLOOR = -1.0   # the history plot's lowest R^2: the identity on the non-linear map reaches -8
+
+
+def clip_to_floor(values: Sequence[float], floor: float = PLOT_FLOOR):
+    """(values with everything below ``floor`` raised to it, the indices that were raised). The history plot
+    draws the raised points as down-pointing triangles on the floor, so a network far below every baseline
+    (a collapse) stays visible instead of leaving the chart."""
+    values = [float(v) for v in values]
+    below = [i for i, v in enumerate(values) if np.isfinite(v) and v < floor]
+    return [floor if i in below else v for i, v in enumerate(values)], below
+
+
 def plot_history(history: Sequence[Mapping], path: str, title: str = "restoration R² per distortion") -> str:
     """PNG of the network's R^2 per distortion over epochs (solid), with each kind's judged
     baseline (identity or mean, dashed, same colour). ``history``: dicts with ``epoch`` and
-    ``scores`` (as :func:`score_pairs` returns). Written atomically."""
+    ``scores`` (as :func:`score_pairs` returns). The axis stops at ``PLOT_FLOOR``; network scores below it
+    are drawn on it as down-pointing triangles (:func:`clip_to_floor`). Written atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -269,17 +282,23 @@ def plot_history(history: Sequence[Mapping], path: str, title: str = "restoratio
     ax = figure.add_subplot(1, 1, 1)
     epochs = [h["epoch"] for h in history]
     colours = dict(zip(DISTORTIONS, ("tab:blue", "tab:orange", "tab:green", "tab:red", "black")))
+    clipped = False
     for kind in DISTORTIONS:
         if not history or kind not in history[0]["scores"]:
             continue
-        values = [h["scores"][kind]["network"] for h in history]
+        values, below = clip_to_floor([h["scores"][kind]["network"] for h in history])
         ax.plot(epochs, values, "-o", ms=3, color=colours[kind], label=kind)
+        if below:
+            ax.plot([epochs[i] for i in below], [values[i] for i in below], "v", ms=7, color=colours[kind])
+            clipped = True
         baseline = "identity" if kind in INFORMATION_KEPT else ("mean" if kind in INFORMATION_DESTROYED else None)
         if baseline:
             ax.plot(epochs, [h["scores"][kind][baseline] for h in history], "--", color=colours[kind], lw=1,
                     label="%s: %s" % (kind, baseline))
     finite = [v for h in history for s in h["scores"].values() for v in (s["network"],) if np.isfinite(v)]
-    ax.set_ylim(max(-1.0, min([0.0] + finite) - 0.05), 1.0)
+    ax.set_ylim(max(PLOT_FLOOR, min([0.0] + finite)) - 0.05, 1.0)
+    if clipped:
+        ax.plot([], [], "v", ms=7, color="grey", label="below %g, drawn at %g" % (PLOT_FLOOR, PLOT_FLOOR))
     ax.axhline(0.0, color="grey", lw=0.5)
     ax.set_xlabel("epoch")
     ax.set_ylabel("R$^2$ (validation patches)")

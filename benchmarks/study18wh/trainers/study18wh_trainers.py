@@ -14,6 +14,7 @@ departures, the same in every arm, for CPU time only:
   inference/predict.py pass ``step_size`` by keyword; this trainer replaces it). Mirroring stays off there as
   in the study's ``--disable_tta``.
 """
+import dataclasses
 import os
 
 import numpy as np
@@ -61,6 +62,25 @@ class nnUNetTrainerV2_GenesisPretrain_S18WHSmall(nnUNetTrainerV2_GenesisPretrain
     training. Fine-tuning keeps ``STUDY18WH_PATCH``; convolutions do not depend on the patch, so the weights
     transfer unchanged."""
     patch_variable, patch_default = "STUDY18WH_PRETRAIN_PATCH", "32 32 64"
+
+
+class nnUNetTrainerV2_GenesisPretrain_S18WHSmallLowLR(nnUNetTrainerV2_GenesisPretrain_S18WHSmall):
+    """The small-patch pretraining at peak rate 3e-4 with a 15 % warm-up (adamw_inpaint_lowlr's schedule, with
+    adamw_inpaint_inside's loss): what the collapse warning advises."""
+
+    @property
+    def recipe(self):
+        return dataclasses.replace(super().recipe, name="adamw_inpaint_inside_lowlr", peak_lr=3e-4, warmup=0.15)
+
+
+class nnUNetTrainerV2_GenesisPretrain_S18WHSmallIdentity(nnUNetTrainerV2_GenesisPretrain_S18WHSmallLowLR):
+    """As ..._S18WHSmallLowLR, with a residual output that starts at the identity (adamw_identity_start's
+    output form): restored = distorted + network(distorted), the full-resolution output layer at 0."""
+
+    @property
+    def recipe(self):
+        return dataclasses.replace(super().recipe, name="adamw_inpaint_inside_lowlr_identity", residual=True,
+                                   zero_init_output=True)
 
 
 class nnUNetTrainerV2_Scratch_S18WH(WholeHeadPrediction, _S18.nnUNetTrainerV2_Scratch_S18):

@@ -57,7 +57,8 @@ class nnUNetTrainerV2_GenesisPretrain_S18WHInside(WholeHeadPatch, _S18.nnUNetTra
 
 class nnUNetTrainerV2_GenesisPretrain_S18WHSmall(nnUNetTrainerV2_GenesisPretrain_S18WHInside):
     """The same pretraining at a smaller patch, ``STUDY18WH_PRETRAIN_PATCH`` (default 32 x 32 x 64): a quarter of
-    the 64^3 patch's voxels, about 5 times the iterations in the same CPU time (patch_timing.py). 32^3 is not
+    the 64^3 patch's voxels (measured in training: 550 iterations in 34 CPU-minutes, against 200 in 30 at 64^3,
+    docs/measurements_study18_wholehead.md; the distortions and augmentation do not shrink with it). 32^3 is not
     possible: 5 poolings leave 1 x 1 x 1 at the bottom, and instance normalisation refuses a single element in
     training. Fine-tuning keeps ``STUDY18WH_PATCH``; convolutions do not depend on the patch, so the weights
     transfer unchanged."""

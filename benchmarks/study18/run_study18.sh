@@ -18,14 +18,11 @@
 # Needs: the worktree's venv, /work/data18_run/env.sh (Task601 built and planned, docs/real_tasks.md).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-REPO="$(cd "$HERE/../.." && pwd)"
-source "$REPO/.venv/bin/activate"
-source /work/data18_run/env.sh
+source "$HERE/common.sh"
 OUT=${STUDY18_OUT:-/work/data18_run/study18}
-export nnUNet_extTrainer="$HERE/trainers"
 export STUDY18_PRETRAIN_EPOCHS=${STUDY18_PRETRAIN_EPOCHS:-28} STUDY18_PRETRAIN_ITERS=${STUDY18_PRETRAIN_ITERS:-25}
 export STUDY18_FT_EPOCHS=${STUDY18_FT_EPOCHS:-10} STUDY18_FT_ITERS=${STUDY18_FT_ITERS:-10}
-PIN=(taskset -c "${STUDY18_CORE:-1}" nice -n 5 env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nnUNet_n_proc_DA=1)
+study_pin "${STUDY18_CORE:-1}" 5
 PRETRAINER=nnUNetTrainerV2_GenesisPretrain_S18Inside
 PRE_TASK=${STUDY18_PRETRAIN_TASK:-Task611_GenesisDeepGrey}
 PRE_FOLD="$RESULTS_FOLDER/nnUNet/3d_fullres/$PRE_TASK/${PRETRAINER}__nnUNetPlansv2.1/fold_0"
@@ -36,19 +33,19 @@ mkdir -p "$OUT"
 case "${1:?prepare|prepare_heads|pretrain|study|restoration}" in
   prepare)
     # imagesTr only (a plain folder): the Decathlon task folder would bring imagesTs, the test images, too
-    "${PIN[@]}" nnUNet_genesis_prepare -t 601 -i /work/data18_run/raw/Task61_DeepGrey/imagesTr -o 611 -np 1
+    "${PIN[@]}" nnUNet_genesis_prepare -t 601 -i "$RAW/Task61_DeepGrey/imagesTr" -o 611 -np 1
     # for the independent restoration check only (never trained on): the 32 unlabelled crops at other brain
     # positions of the training sources (docs/real_tasks.md), with Task601's plans
-    "${PIN[@]}" nnUNet_genesis_prepare -t 601 -i /work/data18_run/raw/Task61_DeepGrey_unlabelled -o 612 -np 1 ;;
+    "${PIN[@]}" nnUNet_genesis_prepare -t 601 -i "$RAW/Task61_DeepGrey_unlabelled" -o 612 -np 1 ;;
   prepare_heads)
     # Task613_GenesisDeepGrey: Task601's 16 training crops + 4 whole-head T1 volumes of Task601's TRAINING
     # sources (colin27, colin27hr, itkt1, mni2009a; as is, Task63_WholeHead's v0 files), none of its test sources;
     # the shape of the held-out task's pretraining data (its images plus 4 whole-head volumes)
-    mkdir -p /work/data18_run/raw/Task61_heads
+    mkdir -p "$RAW/Task61_heads"
     for s in colin27 colin27hr itkt1 mni2009a; do
-      cp -n /work/data18_run/raw/Task63_WholeHead/images*/wholehead_${s}_v0.nii.gz /work/data18_run/raw/Task61_heads/head_${s}.nii.gz
+      cp -n "$RAW"/Task63_WholeHead/images*/wholehead_${s}_v0.nii.gz "$RAW/Task61_heads/head_${s}.nii.gz"
     done
-    "${PIN[@]}" nnUNet_genesis_prepare -t 601 -i /work/data18_run/raw/Task61_DeepGrey/imagesTr /work/data18_run/raw/Task61_heads -o 613 -np 1 ;;
+    "${PIN[@]}" nnUNet_genesis_prepare -t 601 -i "$RAW/Task61_DeepGrey/imagesTr" "$RAW/Task61_heads" -o 613 -np 1 ;;
   pretrain)
     # fold 0: the diagnostics score the fold's held-out validation cases (the same 4 cases the study validates on)
     "${PIN[@]}" nnUNet_train 3d_fullres "$PRETRAINER" "$PRE_TASK" 0 ;;
@@ -58,7 +55,7 @@ case "${1:?prepare|prepare_heads|pretrain|study|restoration}" in
     # study.md (the trainer would otherwise refuse, issue #18)
     # shellcheck disable=SC2086
     "${PIN[@]}" nnUNet_genesis_allow_unlearned=1 nnUNet_genesis_study -t 601 -w "$WEIGHTS" -o "$OUT/$STUDY" \
-      --test_labels /work/data18_run/raw/Task61_DeepGrey/labelsTs \
+      --test_labels "$RAW/Task61_DeepGrey/labelsTs" \
       --seeds ${STUDY18_SEEDS:-0 1 2 3 4} --counts ${STUDY18_COUNTS:-2 4} \
       --scratch_trainer nnUNetTrainerV2_Scratch_S18 --genesis_trainer "$GENESIS_TRAINER" ;;
   restoration)

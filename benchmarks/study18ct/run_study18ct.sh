@@ -12,15 +12,12 @@
 # Needs: the worktree's venv, /work/data18_run/env.sh (Task602 built and planned, docs/real_tasks.md).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-REPO="$(cd "$HERE/../.." && pwd)"
-source "$REPO/.venv/bin/activate"
-source /work/data18_run/env.sh
+source "$HERE/../study18/common.sh"
 OUT=${STUDY18CT_OUT:-/work/data18_run/study18ct}
-export nnUNet_extTrainer="$HERE/trainers"
 export STUDY18CT_PRETRAIN_EPOCHS=${STUDY18CT_PRETRAIN_EPOCHS:-24} STUDY18CT_PRETRAIN_ITERS=${STUDY18CT_PRETRAIN_ITERS:-25}
 export STUDY18CT_FT_EPOCHS=${STUDY18CT_FT_EPOCHS:-8} STUDY18CT_FT_ITERS=${STUDY18CT_FT_ITERS:-10}
 export STUDY18CT_FT_VAL_BATCHES=${STUDY18CT_FT_VAL_BATCHES:-2}
-PIN=(taskset -c "${STUDY18CT_CORE:-0}" nice -n 19 env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nnUNet_n_proc_DA=1)
+study_pin "${STUDY18CT_CORE:-0}" 19
 PRETRAINER=nnUNetTrainerV2_GenesisPretrain_S18CTInside
 PRE_FOLD="$RESULTS_FOLDER/nnUNet/3d_fullres/Task622_GenesisHeadCT/${PRETRAINER}__nnUNetPlansv2.1/fold_0"
 WEIGHTS="$PRE_FOLD/model_final_checkpoint.model"
@@ -28,14 +25,14 @@ mkdir -p "$OUT"
 case "${1:?prepare|pretrain|study|restoration}" in
   prepare)
     # imagesTr only (a plain folder): the Decathlon task folder would bring imagesTs, the test images, too
-    "${PIN[@]}" nnUNet_genesis_prepare -t 602 -i /work/data18_run/raw/Task62_HeadCT/imagesTr -o 622 -np 1 ;;
+    "${PIN[@]}" nnUNet_genesis_prepare -t 602 -i "$RAW/Task62_HeadCT/imagesTr" -o 622 -np 1 ;;
   pretrain)
     # fold 0: the diagnostics score the fold's held-out validation cases
     "${PIN[@]}" nnUNet_train 3d_fullres "$PRETRAINER" Task622_GenesisHeadCT 0 ;;
   study)
     # shellcheck disable=SC2086
     "${PIN[@]}" nnUNet_genesis_study -t 602 -w "$WEIGHTS" -o "$OUT/${STUDY18CT_STUDY_NAME:-study_headct}" \
-      --test_labels /work/data18_run/raw/Task62_HeadCT/labelsTs \
+      --test_labels "$RAW/Task62_HeadCT/labelsTs" \
       --seeds ${STUDY18CT_SEEDS:-0 1 2 3 4} --counts ${STUDY18CT_COUNTS:-2 4} \
       --scratch_trainer nnUNetTrainerV2_Scratch_S18CT --genesis_trainer "${STUDY18CT_GENESIS_TRAINER:-nnUNetTrainerV2_Genesis_S18CT}" ;;
   restoration)

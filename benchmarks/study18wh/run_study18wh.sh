@@ -16,15 +16,11 @@
 # Needs: the worktree's venv, /work/data18_run/env.sh (Task603 built and planned, docs/real_tasks.md).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-REPO="$(cd "$HERE/../.." && pwd)"
-source "$REPO/.venv/bin/activate"
-source /work/data18_run/env.sh
+source "$HERE/../study18/common.sh"
 OUT=${STUDY18WH_OUT:-/work/data18_run/study18wh}
-RAW=/work/data18_run/raw
-export nnUNet_extTrainer="$HERE/trainers"
 export STUDY18_PRETRAIN_EPOCHS=${STUDY18_PRETRAIN_EPOCHS:-20} STUDY18_PRETRAIN_ITERS=${STUDY18_PRETRAIN_ITERS:-10}
 export STUDY18_FT_EPOCHS=${STUDY18_FT_EPOCHS:-5} STUDY18_FT_ITERS=${STUDY18_FT_ITERS:-10}
-PIN=(taskset -c "${STUDY18WH_CORE:-0}" nice -n 5 env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nnUNet_n_proc_DA=1)
+study_pin "${STUDY18WH_CORE:-0}" 5
 PRETRAINER=${STUDY18WH_PRETRAINER:-nnUNetTrainerV2_GenesisPretrain_S18WHInside}
 PRE_FOLD="$RESULTS_FOLDER/nnUNet/3d_fullres/Task633_GenesisWholeHead/${PRETRAINER}__nnUNetPlansv2.1/fold_0"
 mkdir -p "$OUT"

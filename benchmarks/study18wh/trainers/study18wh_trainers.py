@@ -19,6 +19,7 @@ import os
 
 import numpy as np
 
+from nnunet_genesis.distortions.transforms import NonLinearIntensityTransform
 from nnunet_genesis.integration import import_trainer_file
 
 _S18 = import_trainer_file(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "study18", "trainers",
@@ -95,3 +96,21 @@ class nnUNetTrainerV2_Genesis_S18WH(WholeHeadPrediction, _S18.nnUNetTrainerV2_Ge
 
 class nnUNetTrainerV2_GenesisMix_S18WH(WholeHeadPrediction, _S18.nnUNetTrainerV2_GenesisMix_S18):
     """Genesis arm with shrink and perturb (``STUDY18_MIX``, study18_trainers.ShrinkAndPerturb)."""
+
+
+class nnUNetTrainerV2_GenesisPretrain_S18WHSmallMonotone(nnUNetTrainerV2_GenesisPretrain_S18WHSmall):
+    """The small-patch pretraining with increasing intensity maps only (``p_decreasing`` 0 instead of the published
+    0.5): on whole heads a decreasing map swaps the air (most of a patch) with the bright tail of the patch's
+    range, an error of 8.5 times the patch's variance for the identity (docs/measurements_study18_wholehead.md)."""
+    genesis_transform_kwargs = {"nonlinear": NonLinearIntensityTransform(p_decreasing=0.0)}
+
+
+class nnUNetTrainerV2_GenesisPretrain_S18WHSmallNoMap(nnUNetTrainerV2_GenesisPretrain_S18WHSmall):
+    """The small-patch pretraining without the intensity map (its probability 0): shuffling and painting only."""
+    genesis_transform_kwargs = {"nonlinear": NonLinearIntensityTransform(p_per_channel=0.0)}
+
+
+class nnUNetTrainerV2_GenesisPretrain_S18WHSmallMonotoneIdentity(nnUNetTrainerV2_GenesisPretrain_S18WHSmallIdentity):
+    """..._S18WHSmallIdentity (residual output starting at the identity, peak 3e-4) with increasing intensity maps
+    only, as ..._S18WHSmallMonotone."""
+    genesis_transform_kwargs = nnUNetTrainerV2_GenesisPretrain_S18WHSmallMonotone.genesis_transform_kwargs

@@ -101,7 +101,8 @@ class nnUNetTrainerV2_GenesisMix_S18WH(WholeHeadPrediction, _S18.nnUNetTrainerV2
 class nnUNetTrainerV2_GenesisPretrain_S18WHSmallMonotone(nnUNetTrainerV2_GenesisPretrain_S18WHSmall):
     """The small-patch pretraining with increasing intensity maps only (``p_decreasing`` 0 instead of the published
     0.5): on whole heads a decreasing map swaps the air (most of a patch) with the bright tail of the patch's
-    range, an error of 8.5 times the patch's variance for the identity (docs/measurements_study18_wholehead.md)."""
+    range, an error of about 8 times the patch's variance for the identity (docs/measurements_study18_wholehead.md,
+    benchmarks/distortion_loss_budget.py)."""
     genesis_transform_kwargs = {"nonlinear": NonLinearIntensityTransform(p_decreasing=0.0)}
 
 
@@ -114,3 +115,26 @@ class nnUNetTrainerV2_GenesisPretrain_S18WHSmallMonotoneIdentity(nnUNetTrainerV2
     """..._S18WHSmallIdentity (residual output starting at the identity, peak 3e-4) with increasing intensity maps
     only, as ..._S18WHSmallMonotone."""
     genesis_transform_kwargs = nnUNetTrainerV2_GenesisPretrain_S18WHSmallMonotone.genesis_transform_kwargs
+
+
+class nnUNetTrainerV2_GenesisPretrain_S18WHSmallMonotoneIdentityPeak1e3(
+        nnUNetTrainerV2_GenesisPretrain_S18WHSmallMonotoneIdentity):
+    """..._S18WHSmallMonotoneIdentity at adamw_identity_start's schedule: peak 1e-3, 5 % warm-up."""
+
+    @property
+    def recipe(self):
+        return dataclasses.replace(super().recipe, name="adamw_inpaint_inside_identity_monotone", peak_lr=1e-3,
+                                   warmup=0.05)
+
+
+class nnUNetTrainerV2_GenesisPretrain_S18WHSmallMonotoneIdentityNoSpatial(
+        nnUNetTrainerV2_GenesisPretrain_S18WHSmallMonotoneIdentity):
+    """..._S18WHSmallMonotoneIdentity without nnU-Net's spatial augmentation (no rotation, scaling or elastic
+    deformation): the loader cuts patches of the patch's own size (nnUNetTrainer.setup_DA_params enlarges
+    ``basic_generator_patch_size`` for the rotations; here it is the patch), so each iteration costs less."""
+
+    def setup_DA_params(self):
+        super().setup_DA_params()
+        for key in ("do_elastic", "do_rotation", "do_scaling"):
+            self.data_aug_params[key] = False
+        self.basic_generator_patch_size = np.array(self.patch_size)

@@ -138,3 +138,15 @@ class nnUNetTrainerV2_GenesisPretrain_S18WHSmallMonotoneIdentityNoSpatial(
         for key in ("do_elastic", "do_rotation", "do_scaling"):
             self.data_aug_params[key] = False
         self.basic_generator_patch_size = np.array(self.patch_size)
+
+
+class nnUNetTrainerV2_GenesisPretrain_S18WHSmallMonotoneIdentityConstant(
+        nnUNetTrainerV2_GenesisPretrain_S18WHSmallMonotoneIdentity):
+    """..._S18WHSmallMonotoneIdentity at a constant rate ``STUDY18WH_CONSTANT_LR`` (default 1e-3; the recipes'
+    constant schedule has no warm-up): the peak-1e-3 run beat the identity on in-painting mid-run and slid back
+    as its rate decayed."""
+
+    @property
+    def recipe(self):
+        return dataclasses.replace(super().recipe, name="adamw_inpaint_inside_identity_monotone_constant",
+                                   schedule="constant", peak_lr=float(os.environ.get("STUDY18WH_CONSTANT_LR", "1e-3")))

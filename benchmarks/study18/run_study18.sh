@@ -11,8 +11,9 @@
 #   benchmarks/study18/run_study18.sh restoration  # independent check of the final checkpoint
 #
 # Settings (environment): STUDY18_OUT (output root), STUDY18_STUDY (the study's folder in it), STUDY18_CORE
-# (the core, default 1), STUDY18_SEEDS, STUDY18_COUNTS, STUDY18_FT_EPOCHS x STUDY18_FT_ITERS (fine-tuning budget
-# of both arms), STUDY18_PRETRAIN_TASK, STUDY18_WEIGHTS (default: that task's fold-0 final checkpoint),
+# (the core, default 1), STUDY18_PRETRAINER (a pretraining variant in trainers/study18_trainers.py),
+# STUDY18_SEEDS, STUDY18_COUNTS, STUDY18_FT_EPOCHS x STUDY18_FT_ITERS (fine-tuning budget of both arms),
+# STUDY18_PRETRAIN_TASK, STUDY18_WEIGHTS (default: that task's fold-0 final checkpoint),
 # STUDY18_GENESIS_TRAINER (a variant in trainers/study18_trainers.py).
 #
 # Needs: the worktree's venv, /work/data18_run/env.sh (Task601 built and planned, docs/real_tasks.md).
@@ -23,7 +24,7 @@ OUT=${STUDY18_OUT:-/work/data18_run/study18}
 export STUDY18_PRETRAIN_EPOCHS=${STUDY18_PRETRAIN_EPOCHS:-28} STUDY18_PRETRAIN_ITERS=${STUDY18_PRETRAIN_ITERS:-25}
 export STUDY18_FT_EPOCHS=${STUDY18_FT_EPOCHS:-10} STUDY18_FT_ITERS=${STUDY18_FT_ITERS:-10}
 study_pin "${STUDY18_CORE:-1}" 5
-PRETRAINER=nnUNetTrainerV2_GenesisPretrain_S18Inside
+PRETRAINER=${STUDY18_PRETRAINER:-nnUNetTrainerV2_GenesisPretrain_S18Inside}
 PRE_TASK=${STUDY18_PRETRAIN_TASK:-Task611_GenesisDeepGrey}
 PRE_FOLD="$RESULTS_FOLDER/nnUNet/3d_fullres/$PRE_TASK/${PRETRAINER}__nnUNetPlansv2.1/fold_0"
 WEIGHTS=${STUDY18_WEIGHTS:-$PRE_FOLD/model_final_checkpoint.model}

@@ -6,6 +6,7 @@
 #
 #   benchmarks/study18ct/run_study18ct.sh prepare   # unlabeled Task622_GenesisHeadCT = Task602's 24 training images
 #   benchmarks/study18ct/run_study18ct.sh pretrain  # adamw_inpaint_inside, STUDY18CT_PRETRAIN_EPOCHS x _ITERS, fold 0
+#                                                   # (STUDY18CT_PRETRAINER: a variant in trainers/)
 #   benchmarks/study18ct/run_study18ct.sh study     # nnUNet_genesis_study, seeds 0-4, counts 2 4 (STUDY18CT_COUNTS)
 #   benchmarks/study18ct/run_study18ct.sh restoration ARGS  # nnUNet_genesis_restoration, independent check
 #
@@ -18,7 +19,7 @@ export STUDY18CT_PRETRAIN_EPOCHS=${STUDY18CT_PRETRAIN_EPOCHS:-24} STUDY18CT_PRET
 export STUDY18CT_FT_EPOCHS=${STUDY18CT_FT_EPOCHS:-8} STUDY18CT_FT_ITERS=${STUDY18CT_FT_ITERS:-10}
 export STUDY18CT_FT_VAL_BATCHES=${STUDY18CT_FT_VAL_BATCHES:-2}
 study_pin "${STUDY18CT_CORE:-0}" 19
-PRETRAINER=nnUNetTrainerV2_GenesisPretrain_S18CTInside
+PRETRAINER=${STUDY18CT_PRETRAINER:-nnUNetTrainerV2_GenesisPretrain_S18CTInside}
 PRE_FOLD="$RESULTS_FOLDER/nnUNet/3d_fullres/Task622_GenesisHeadCT/${PRETRAINER}__nnUNetPlansv2.1/fold_0"
 WEIGHTS="$PRE_FOLD/model_final_checkpoint.model"
 mkdir -p "$OUT"

@@ -19,6 +19,7 @@ import os
 
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 
+from nnunet_genesis.distortions.transforms import NonLinearIntensityTransform
 from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain
 from nnunet_genesis.nnunet_v1.trainers.base import GenesisTrainerBase
 
@@ -38,6 +39,19 @@ class nnUNetTrainerV2_GenesisPretrain_S18Inside(nnUNetTrainerV2_GenesisPretrain)
         self.num_batches_per_epoch = _env_int("STUDY18_PRETRAIN_ITERS", 25)
         self.num_val_batches_per_epoch = 2
         self.save_every = 5
+
+
+class IncreasingMapsOnly:
+    """Pretraining variant (a measurement), mixed into a pretraining trainer: the intensity map increasing only
+    (``p_decreasing`` 0 instead of the published 0.5). The decreasing half carries 63-85 % of the training loss on
+    Task601/602/603 (docs/measurements_study18_wholehead.md, benchmarks/distortion_loss_budget.py); this asks
+    whether the capacity it takes would serve fine-tuning better, judged by the study."""
+    genesis_transform_kwargs = {"nonlinear": NonLinearIntensityTransform(p_decreasing=0.0)}
+
+
+class nnUNetTrainerV2_GenesisPretrain_S18InsideIncreasing(IncreasingMapsOnly,
+                                                          nnUNetTrainerV2_GenesisPretrain_S18Inside):
+    """nnUNetTrainerV2_GenesisPretrain_S18Inside with increasing intensity maps only."""
 
 
 class Study18Budget:

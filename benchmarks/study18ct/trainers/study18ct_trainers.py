@@ -77,3 +77,9 @@ _S18 = import_trainer_file(os.path.join(os.path.dirname(os.path.abspath(__file__
 class nnUNetTrainerV2_GenesisMix_S18CT(_S18.ShrinkAndPerturb, nnUNetTrainerV2_Genesis_S18CT):
     """nnUNetTrainerV2_Genesis_S18CT with shrink and perturb (``STUDY18_MIX``, default 0.3 pretrained;
     benchmarks/study18/trainers/study18_trainers.py)."""
+
+
+class nnUNetTrainerV2_GenesisPretrain_S18CTInsideIncreasing(_S18.IncreasingMapsOnly,
+                                                           nnUNetTrainerV2_GenesisPretrain_S18CTInside):
+    """nnUNetTrainerV2_GenesisPretrain_S18CTInside with increasing intensity maps only
+    (benchmarks/study18/trainers/study18_trainers.py)."""

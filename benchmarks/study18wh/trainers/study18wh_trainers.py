@@ -98,12 +98,13 @@ class nnUNetTrainerV2_GenesisMix_S18WH(WholeHeadPrediction, _S18.nnUNetTrainerV2
     """Genesis arm with shrink and perturb (``STUDY18_MIX``, study18_trainers.ShrinkAndPerturb)."""
 
 
-class nnUNetTrainerV2_GenesisPretrain_S18WHSmallMonotone(nnUNetTrainerV2_GenesisPretrain_S18WHSmall):
+class nnUNetTrainerV2_GenesisPretrain_S18WHSmallMonotone(_S18.IncreasingMapsOnly,
+                                                         nnUNetTrainerV2_GenesisPretrain_S18WHSmall):
     """The small-patch pretraining with increasing intensity maps only (``p_decreasing`` 0 instead of the published
-    0.5): on whole heads a decreasing map swaps the air (most of a patch) with the bright tail of the patch's
-    range, an error of about 8 times the patch's variance for the identity (docs/measurements_study18_wholehead.md,
-    benchmarks/distortion_loss_budget.py)."""
-    genesis_transform_kwargs = {"nonlinear": NonLinearIntensityTransform(p_decreasing=0.0)}
+    0.5): on whole heads a decreasing map swaps the air (20 % of a random patch's voxels inside the image,
+    air_fraction.py) with the bright tail of the patch's range, an error of about 8 times the patch's variance for the
+    identity (docs/measurements_study18_wholehead.md, benchmarks/distortion_loss_budget.py). The maps:
+    ``IncreasingMapsOnly`` (study18_trainers.py)."""
 
 
 class nnUNetTrainerV2_GenesisPretrain_S18WHSmallNoMap(nnUNetTrainerV2_GenesisPretrain_S18WHSmall):
@@ -111,10 +112,10 @@ class nnUNetTrainerV2_GenesisPretrain_S18WHSmallNoMap(nnUNetTrainerV2_GenesisPre
     genesis_transform_kwargs = {"nonlinear": NonLinearIntensityTransform(p_per_channel=0.0)}
 
 
-class nnUNetTrainerV2_GenesisPretrain_S18WHSmallMonotoneIdentity(nnUNetTrainerV2_GenesisPretrain_S18WHSmallIdentity):
+class nnUNetTrainerV2_GenesisPretrain_S18WHSmallMonotoneIdentity(_S18.IncreasingMapsOnly,
+                                                                 nnUNetTrainerV2_GenesisPretrain_S18WHSmallIdentity):
     """..._S18WHSmallIdentity (residual output starting at the identity, peak 3e-4) with increasing intensity maps
     only, as ..._S18WHSmallMonotone."""
-    genesis_transform_kwargs = nnUNetTrainerV2_GenesisPretrain_S18WHSmallMonotone.genesis_transform_kwargs
 
 
 class nnUNetTrainerV2_GenesisPretrain_S18WHSmallMonotoneIdentityPeak1e3(

@@ -57,7 +57,8 @@ def main(folder):
         by[(r["count"], r["arm"], r["seed"])] = per_label_means(r["evaluation"])
     labels = sorted({k for v in by.values() for k in v})
     counts = [s["count"] for s in summary]
-    print("\nPer structure (mean test Dice over the 8 test cases, then mean ± sd over seeds; Δ paired over seeds):\n")
+    print("\nPer structure (mean test Dice over the %d test cases, then mean ± sd over seeds; Δ paired over seeds):\n"
+          % len(study["config"]["test_cases"]))
     print("| labelled cases | structure | scratch | Genesis | Δ mean [min, max over seeds] |")
     print("|---|---|---:|---:|---:|")
     for c in counts:
@@ -72,7 +73,8 @@ def main(folder):
                 c, lab, sc.mean(), sc.std(ddof=1) if len(sc) > 1 else 0, ge.mean(),
                 ge.std(ddof=1) if len(ge) > 1 else 0, d.mean(), d.min(), d.max()))
 
-    print("\nPer seed (mean test Dice; in brackets the fold's 4 validation cases, nnU-Net's own validation):\n")
+    print("\nPer seed (mean test Dice; in brackets the fold's %d validation cases, nnU-Net's own validation):\n"
+          % len(study["config"]["validation_cases"]))
     print("| labelled cases | seed | training cases | scratch | Genesis | Δ |")
     print("|---|---:|---|---:|---:|---:|")
     idx = {(r["count"], r["arm"], r["seed"]): r for r in runs}

@@ -83,3 +83,12 @@ class nnUNetTrainerV2_GenesisPretrain_S18CTInsideIncreasing(_S18.IncreasingMapsO
                                                            nnUNetTrainerV2_GenesisPretrain_S18CTInside):
     """nnUNetTrainerV2_GenesisPretrain_S18CTInside with increasing intensity maps only
     (benchmarks/study18/trainers/study18_trainers.py)."""
+
+
+class nnUNetTrainerV2_ScratchSeeded_S18CT(_S18.SeededTraining, nnUNetTrainerV2_Scratch_S18CT):
+    """nnUNetTrainerV2_Scratch_S18CT with common random numbers (``SeededTraining``,
+    benchmarks/study18/trainers/study18_trainers.py)."""
+
+
+class nnUNetTrainerV2_GenesisMixSeeded_S18CT(_S18.SeededTraining, nnUNetTrainerV2_GenesisMix_S18CT):
+    """nnUNetTrainerV2_GenesisMix_S18CT with common random numbers (``SeededTraining``)."""

@@ -19,10 +19,10 @@ wait
 python - "$TRAINER" <<'PY'
 import json, sys
 import torch
+from nnunet_genesis.checkpoints.files import load_state_dict_from_checkpoint  # the package's restricted loader
 folds = ["/work/data18_run/repeat_%s_%d/nnUNet/3d_fullres/Task602_HeadCT/%s__nnUNetPlansv2.1/fold_0"
          % (sys.argv[1], c, sys.argv[1]) for c in (0, 1)]
-a, b = [torch.load(f + "/model_final_checkpoint.model", map_location="cpu", weights_only=False)["state_dict"]
-        for f in folds]
+a, b = [load_state_dict_from_checkpoint(f + "/model_final_checkpoint.model") for f in folds]
 print("final weights identical:", all(torch.equal(a[k], b[k]) for k in a),
       "; largest difference: %.3g" % max(float((a[k].float() - b[k].float()).abs().max()) for k in a))
 for f in folds:

@@ -226,7 +226,8 @@ def study_main(argv=None):
     parser.add_argument("--counts", nargs="+", default=["2", "4", "all"], help="labelled-case counts (default 2 4 all)")
     parser.add_argument("--seeds", nargs="+", default=["0", "1", "2"], help="seeds, integers >= 0 (default 0 1 2); "
                         "the seed is the unit of the statistics: use 5 or more for a test that can reach p < 0.05")
-    parser.add_argument("--scratch_trainer", help="default nnUNetTrainerV2 (v2: nnUNetTrainer)")
+    parser.add_argument("--scratch_trainer", help="default nnUNetTrainerV2_Seeded (v2: nnUNetTrainer_Seeded): the stock "
+                        "trainer, seeded like the Genesis arm (common random numbers)")
     parser.add_argument("--genesis_trainer", help="default nnUNetTrainerV2_Genesis (v2: nnUNetTrainer_Genesis)")
     parser.add_argument("-l", "--labels", nargs="+", type=int, help="labels to score (default: every foreground "
                         "label of the task's dataset.json)")

@@ -7,7 +7,12 @@ The design (the Models Genesis paper's low-label figure; asked for by nnU-Net's 
 * **Same everything but the start.** For each count ``n`` and seed ``s`` both arms train on the
   same ``n`` cases, drawn from the training cases of the user's fold ``F`` by
   ``numpy.random.default_rng([s, n])`` (``n = all`` takes every training case), with the same
-  trainer budget and schedule; the Genesis arm adds ``-pretrained_weights``.
+  trainer budget and schedule; the Genesis arm adds ``-pretrained_weights``. **Common random numbers:** both
+  arms of the pair train with one seed (:func:`training_seed_of`, handed over in ``nnUNet_genesis_training_seed``),
+  so a trainer that honours it (our fine-tuning trainers and the default scratch arm, ``nnUNetTrainerV2_Seeded`` /
+  ``nnUNetTrainer_Seeded``: ``nnunet_genesis/training_seed.py``) draws the same cases, patches and augmentations in
+  both arms; the paired difference then measures the start, not the draw. Whether each run's log confirms its
+  seed is recorded and reported; a trainer that ignores it trains with nnU-Net's own unseeded draws.
 * **The user's splits are never changed.** The study works in its own nnU-Net folders inside ``OUT``
   (``competition/study_nnunet_v1.py``, the one module that knows nnU-Net v1's commands and folders;
   ``competition/study_nnunet_v2.py`` for v2's ``nnUNetv2_train`` / ``nnUNetv2_predict``, ``backend=``).
@@ -61,10 +66,12 @@ from competition.study_inputs import (ALL, StepFailed, StudyError, check_counts,
 from competition.study_nnunet_v1 import NETWORK, NnUNetV1
 from competition.study_records import (EVALUATION_RECORD, PREDICTION_RECORD, STUDY_RECORD, TRAINING_RECORD,
                                        check_study_record, decide, read_record, write_record)
-from competition.study_report import STUDY_FILES, format_study_markdown, pretraining_verdict, write_study_outputs
+from competition.study_report import (STUDY_FILES, common_random_numbers, format_study_markdown, pretraining_verdict,
+                                      write_study_outputs)
 from competition.study_stats import summarise_study
 from nnunet_genesis.io.atomic import make_dirs
 from nnunet_genesis.io.fingerprint import file_sha256, folder_fingerprint
+from nnunet_genesis.training_seed import MAX_SEED, VARIABLE as SEED_VARIABLE, logged_seed
 
 __all__ = ["ALL", "ARMS", "NETWORK", "STUDY_FILES", "Run", "StepFailed", "StudyError", "draw_subset", "format_study_markdown",
            "plan_runs", "run_logged", "run_study", "summarise_study"]
@@ -96,6 +103,25 @@ def draw_subset(train_cases: Sequence[str], count: str, seed: int) -> tuple:
         raise StudyError("cannot draw %d labelled cases from the fold's %d training cases" % (n, len(cases)))
     chosen = np.random.default_rng([int(seed), n]).choice(len(cases), size=n, replace=False)
     return tuple(sorted(cases[i] for i in chosen))
+
+
+def training_seed_of(seed: int, num_labelled: int) -> int:
+    """The training seed both arms of the pair (``seed``, ``num_labelled`` cases) share: numpy's
+    ``SeedSequence([seed, num_labelled, 1])``, so the subset's draw (``default_rng([seed, n])``) and the
+    training's draws come from different streams."""
+    return int(np.random.SeedSequence([int(seed), int(num_labelled), 1]).generate_state(1)[0]) % (MAX_SEED + 1)
+
+
+def logged_training_seed(fold_dir: str) -> Optional[int]:
+    """The seed the training in ``fold_dir`` says it used, from nnU-Net's own training logs (v1 and v2 both
+    write ``training_log_*.txt`` into the fold folder; the last one that names a seed), or None."""
+    import glob
+    seed = None
+    for path in sorted(glob.glob(os.path.join(fold_dir, "training_log_*.txt"))):
+        with open(path, errors="replace") as f:
+            in_file = logged_seed(f.read())
+        seed = seed if in_file is None else in_file
+    return seed
 
 
 def plan_runs(train_cases: Sequence[str], counts: Sequence[str], seeds: Sequence[int]) -> List[Run]:
@@ -172,7 +198,7 @@ class StudyRunner:
         fold_dir = self.nn.fold_dir(self.task_name, trainer, run.fold_index)
         current = {"backend": self.nn.name, "arm": run.arm, "trainer": trainer, "count": run.count,
                    "seed": run.seed, "train_cases": list(run.train_cases), "validation_cases": list(val_cases),
-                   "plans_sha256": self.hashes["plans"],
+                   "training_seed": training_seed_of(run.seed, len(run.train_cases)), "plans_sha256": self.hashes["plans"],
                    "weights_sha256": self.hashes["weights"] if run.arm == "genesis" else None}
         path = os.path.join(fold_dir, TRAINING_RECORD)
         recorded = read_record(path)
@@ -191,11 +217,12 @@ class StudyRunner:
             write_record(dict(current, weights=os.path.abspath(self.weights) if run.arm == "genesis" else None), path)
             run_logged(self.nn.train_command(self.task_name, trainer, run.fold_index,
                                              self.weights if run.arm == "genesis" else None, resume),
-                       self.env, self.log(run, trainer), progress=epochs, epoch_done=self.nn.epoch_done)
+                       dict(self.env, **{SEED_VARIABLE: str(current["training_seed"])}), self.log(run, trainer),
+                       progress=epochs, epoch_done=self.nn.epoch_done)
             if not os.path.isfile(self.nn.checkpoint(fold_dir)):
                 raise StepFailed("%s: training ended without %s; its output is in %s" % (
                     run.name, self.nn.checkpoint(fold_dir), self.log(run, trainer)))
-        return dict(current, fold_dir=fold_dir)
+        return dict(current, fold_dir=fold_dir, logged_seed=logged_training_seed(fold_dir))
 
     def redo(self, run: Run, final: str, reasons: List[str], doing: str, produce, record: dict, record_name: str):
         """A step's whole output made anew: ``produce(FINAL.new)``, its record written into it, then swapped
@@ -339,7 +366,9 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
                 run.name, eval_dir, ", ".join(sorted(dice)), ", ".join(test_set.cases)))
         results.append({"arm": run.arm, "count": run.count, "seed": run.seed, "fold_index": run.fold_index,
                         "num_labelled": len(run.train_cases), "train_cases": list(run.train_cases),
-                        "trainer": trainer, "per_case_dice": dice, "mean_dice": float(np.mean(list(dice.values()))),
+                        "trainer": trainer, "training_seed": training["training_seed"],
+                        "seeded": training["logged_seed"] == training["training_seed"], "per_case_dice": dice,
+                        "mean_dice": float(np.mean(list(dice.values()))),
                         "validation_dice": nn.validation_dice(training["fold_dir"]), "evaluation": eval_dir,
                         "predictions": pred_dir, "fold_dir": training["fold_dir"],
                         "records": {"training": read_record(os.path.join(training["fold_dir"], TRAINING_RECORD)),
@@ -355,7 +384,8 @@ def run_study(task: str, weights: str, out_dir: str, test_images: Optional[str],
               "tolerance_requested": requested_tolerance, "test_images": os.path.abspath(test_images),
               "test_labels": os.path.abspath(test_labels), "test_cases": test_set.cases,
               "num_test_cases": len(test_set.cases), "test_set": test_set.fingerprint(), "validation_cases": val_cases,
-              "pretraining_record": record}
+              "pretraining_record": record, "common_random_numbers": common_random_numbers(results)}
+    say("common random numbers: %s" % config["common_random_numbers"]["text"])
     study = {"config": config, "runs": results, "summary": summary}
     write_study_outputs(study, out_dir, "%s: scratch vs Genesis, %d seeds, %d test cases"
                         % (task_name, len(seeds), len(test_set.cases)))

@@ -54,7 +54,7 @@ class NnUNetV1(StudyBackend):
     latest_checkpoint = layout.LATEST_CHECKPOINT
     validation_summary = layout.VALIDATION_SUMMARY
     epoch_done = re.compile(r"This epoch took")  # nnU-Net v1 logs it after every finished epoch
-    scratch_trainer, genesis_trainer = "nnUNetTrainerV2", "nnUNetTrainerV2_Genesis"
+    scratch_trainer, genesis_trainer = "nnUNetTrainerV2_Seeded", "nnUNetTrainerV2_Genesis"
 
     # ------------------------------------------------------------------------------------------ the task
     def is_task_name(self, text: str) -> bool:

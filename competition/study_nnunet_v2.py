@@ -54,7 +54,7 @@ class NnUNetV2(StudyBackend):
     validation_summary = layout.VALIDATION_SUMMARY
     image_suffix = IMAGE_SUFFIX
     epoch_done = re.compile(r"Epoch time: ")
-    scratch_trainer, genesis_trainer = "nnUNetTrainer", "nnUNetTrainer_Genesis"
+    scratch_trainer, genesis_trainer = "nnUNetTrainer_Seeded", "nnUNetTrainer_Genesis"
 
     def __init__(self, env: Dict[str, str], out_dir: str, configuration: Optional[str] = None,
                  plans: Optional[str] = None, device: Optional[str] = None):

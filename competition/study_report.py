@@ -4,7 +4,8 @@
 * ``study.md``: per count, mean ± sd over seeds per arm, the paired difference Genesis − scratch over seeds
   with its 95 % t-interval, the exact Wilcoxon p over seeds and the number of seeds
   (``competition/study_stats.py`` states the maths); the test cases scored; the pretraining record's verdict
-  on the weights; nnU-Net's own validation Dice (what recipes are chosen on).
+  on the weights; nnU-Net's own validation Dice (what recipes are chosen on); whether both arms of every pair
+  trained with the pair's seed (common random numbers, :func:`common_random_numbers`).
 * ``study.png``: left, Dice against labelled cases (mean ± sd per arm); right, each seed's difference
   Genesis − scratch per count, their mean and its 95 % interval, and zero.
 * **Pretraining record of the weights**: one marked place in both files (``config["pretraining_record"]``
@@ -39,6 +40,23 @@ def pretraining_verdict(weights: str, read_record: Optional[Callable[[str], Opti
         text = "NOT LEARNED: %s; Genesis numbers below are from weights that did not learn" % (
             "; ".join(reasons) or "see the record")
     return {"verdict": verdict, "reasons": reasons, "text": text}
+
+
+def common_random_numbers(runs: Sequence[dict]) -> dict:
+    """{"pairs", "seeded_pairs", "unseeded", "text"}: in how many (count, seed) pairs both arms' training logs
+    confirm the pair's training seed (``run["seeded"]``; ``competition/study.py``, ``nnunet_genesis/training_seed.py``)."""
+    pairs = {}
+    for run in runs:
+        pairs.setdefault((run["count"], run["seed"]), []).append(run)
+    seeded = [key for key, arms in pairs.items() if len(arms) == 2 and all(r.get("seeded") for r in arms)]
+    unseeded = sorted({"%s (%s)" % (r["trainer"], r["arm"]) for r in runs if not r.get("seeded")})
+    text = ("%d of %d pairs with both arms trained on their pair's seed (the same cases, patches and augmentations "
+            "in both arms)" % (len(seeded), len(pairs)))
+    if unseeded:
+        text += ("; not seeded: %s (a trainer that does not mix in SeededTraining, nnunet_genesis/nnunet_v1/trainers/"
+                 "seeded.py or nnunet_v2/trainers/seeded.py, draws nnU-Net's own random numbers: the paired "
+                 "differences then hold the draws' noise too)" % ", ".join(unseeded))
+    return {"pairs": len(pairs), "seeded_pairs": len(seeded), "unseeded": unseeded, "text": text}
 
 
 def _number(value, fmt="%.4f") -> str:
@@ -79,6 +97,8 @@ def format_study_markdown(summary: Sequence[dict], config: dict) -> str:
                           for row in summary)]
     lines += ["", "Trainers: scratch `%s`, Genesis `%s` with `-pretrained_weights %s` (sha256 %s)." % (
         config["scratch_trainer"], config["genesis_trainer"], config["weights"], config["weights_sha256"][:12])]
+    if "common_random_numbers" in config:
+        lines += ["", "Common random numbers: %s." % config["common_random_numbers"]["text"]]
     return "\n".join(lines) + "\n"
 
 

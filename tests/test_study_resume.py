@@ -24,10 +24,7 @@ from tests.test_finetune_e2e import published_genesis_checkpoint
 from tests.test_study_checks import write_ct_test_labels
 
 TINY_TRAINERS = '''
-from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
-
-from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis
-from nnunet_genesis.nnunet_v1.trainers.base import GenesisTrainerBase
+from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_Seeded
 
 
 class TinyBudget:
@@ -38,7 +35,7 @@ class TinyBudget:
         self.num_val_batches_per_epoch = 1
 
 
-class nnUNetTrainerV2_StudyScratch_Tiny(TinyBudget, GenesisTrainerBase, nnUNetTrainerV2):
+class nnUNetTrainerV2_StudyScratch_Tiny(TinyBudget, nnUNetTrainerV2_Seeded):
     pass
 
 
@@ -117,6 +114,11 @@ def test_study_resumes_only_what_its_changed_inputs_touch(study):
     assert len(data["runs"]) == 2 and data["summary"][0]["num_seeds"] == 1
     assert data["config"]["pretraining_record"]["verdict"] in ("learned", "not learned", "unknown")
     assert "Pretraining record of the weights:" in (s["out"] / "study.md").read_text()
+    # common random numbers: both arms trained with the pair's one seed, and their logs say so
+    scratch, genesis = data["runs"]
+    assert scratch["training_seed"] == genesis["training_seed"] and scratch["seeded"] and genesis["seeded"]
+    assert data["config"]["common_random_numbers"]["seeded_pairs"] == 1
+    assert "Common random numbers: 1 of 1 pairs with both arms" in (s["out"] / "study.md").read_text()
     baseline = commands_run(s)
     assert set(baseline.values()) == {1}                                  # each run trained and predicted once
 

@@ -39,9 +39,10 @@ STUDY_TRAINERS = TINY_TRAINERS + '''
 
 from nnunetv2.training.nnUNetTrainer.variants.data_augmentation.nnUNetTrainerNoMirroring import \\
     nnUNetTrainerNoMirroring
+from nnunet_genesis.nnunet_v2.trainers.seeded import SeededTraining
 
 
-class StudyScratchV2_Tiny(_TinyBudget, nnUNetTrainerNoMirroring):
+class StudyScratchV2_Tiny(_TinyBudget, SeededTraining, nnUNetTrainerNoMirroring):
     pass
 
 
@@ -229,6 +230,8 @@ def test_v2_study_end_to_end_writes_the_three_files_and_scores_exactly_the_test_
         ("scratch", "2", 0, 0), ("genesis", "2", 0, 0)]
     scratch, genesis = data["runs"]
     assert scratch["train_cases"] == genesis["train_cases"] and len(scratch["train_cases"]) == 2
+    assert scratch["training_seed"] == genesis["training_seed"] and scratch["seeded"] and genesis["seeded"]
+    assert config["common_random_numbers"]["seeded_pairs"] == 1
     assert set(scratch["train_cases"]) <= set(fold0["train"])
     for run in data["runs"]:
         assert sorted(run["per_case_dice"]) == test_cases

@@ -16,6 +16,7 @@ from nnunet_genesis.pretraining.trainer_hooks import VALIDATION_SEED, PretrainHo
 from nnunet_genesis.transfer.finetuning import FineTuneHooks
 
 V1_PREFIX, V2_PREFIX = "nnUNetTrainerV2", "nnUNetTrainer"
+SCRATCH = {"_Seeded"}   # the stock trainer with common random numbers: no Genesis settings of its own
 
 
 def family(module, prefix):
@@ -49,7 +50,7 @@ def test_both_families_expose_the_same_variants_or_say_why_not():
 @pytest.mark.parametrize("suffix", sorted(V2))
 def test_each_pair_has_the_same_genesis_settings(suffix):
     settings_v1, settings_v2 = genesis_settings(V1[suffix]), genesis_settings(V2[suffix])
-    assert "genesis_warmup_epochs" in settings_v1 or "genesis_recipe" in settings_v1
+    assert "genesis_warmup_epochs" in settings_v1 or "genesis_recipe" in settings_v1 or suffix in SCRATCH
     assert settings_v1 == settings_v2
 
 
@@ -76,8 +77,8 @@ PRETRAIN_ACCESSORS = ("genesis_epoch", "genesis_num_epochs", "genesis_iterations
 FINETUNE_ACCESSORS = ("genesis_epoch", "genesis_rebuild_optimizer")
 
 
-@pytest.mark.parametrize("cls", sorted(list(V1.values()) + list(V2.values()), key=lambda c: c.__name__),
-                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", sorted([c for f in (V1, V2) for s, c in f.items() if s not in SCRATCH],
+                                       key=lambda c: c.__name__), ids=lambda c: c.__name__)
 def test_the_hook_bodies_are_the_cores_and_the_adapter_answers_its_accessors(cls):
     hooks, shared, accessors = ((PretrainHooks, SHARED_PRETRAIN, PRETRAIN_ACCESSORS) if "Pretrain" in cls.__name__
                                 else (FineTuneHooks, SHARED_FINETUNE, FINETUNE_ACCESSORS))
@@ -87,6 +88,15 @@ def test_the_hook_bodies_are_the_cores_and_the_adapter_answers_its_accessors(cls
     for name in accessors:   # defined by the adapter, below the core in the method resolution order
         owner = next(k for k in cls.__mro__ if name in vars(k))
         assert not issubclass(hooks, owner) and owner.__module__.startswith("nnunet_genesis.nnunet_v"), (name, owner)
+
+
+def test_the_scratch_arm_and_every_fine_tuning_trainer_are_seeded_on_both_sides():
+    from nnunet_genesis.nnunet_v1.trainers.seeded import SeededTraining as SeededV1
+    from nnunet_genesis.nnunet_v2.trainers.seeded import SeededTraining as SeededV2
+    for family_, seeded in ((V1, SeededV1), (V2, SeededV2)):
+        for suffix, cls in family_.items():
+            if suffix in SCRATCH or issubclass(cls, FineTuneHooks):
+                assert issubclass(cls, seeded), cls.__name__
 
 
 def test_the_validation_transform_has_the_one_validation_seed_on_both_sides():

@@ -50,7 +50,7 @@ PRETRAIN_RECIPE = "adamw_identity_start"
 TRAINING_P_INPAINT = 0.8
 TINY_TRAINERS = '''
 import torch
-from nnunet_genesis.nnunet_v2.trainers import nnUNetTrainer_Genesis, nnUNetTrainer_GenesisPretrain
+from nnunet_genesis.nnunet_v2.trainers import nnUNetTrainer_Genesis, nnUNetTrainer_GenesisPretrain, nnUNetTrainer_Seeded
 
 
 class _TinyBudget:
@@ -79,6 +79,10 @@ class GenesisPretrainV2_TinyStops(GenesisPretrainV2_Tiny):
 
 class GenesisV2_Tiny(_TinyBudget, nnUNetTrainer_Genesis):
     genesis_warmup_epochs = 1
+
+
+class SeededV2_Tiny(_TinyBudget, nnUNetTrainer_Seeded):
+    pass
 ''' % (PRETRAIN_RECIPE, TRAINING_P_INPAINT)
 
 
@@ -504,3 +508,21 @@ def test_transfer_command_dry_runs_into_a_v2_dataset_as_the_trainer_transfers(v2
     mixed = genesis_command("nnUNet_genesis_transfer", "-w", v2["weights"], "-t", TARGET_ID, "-c", "3d_fullres",
                             env=v2["env"])
     assert mixed.returncode == 2 and "-c/--configuration is for --nnunet 2" in mixed.stderr
+
+
+def test_nnunetv2_train_twice_with_one_seed_gives_identical_weights(v2, tmp_path):
+    """Common random numbers in v2 (nnunet_genesis/nnunet_v2/trainers/seeded.py): the stock nnUNetv2_train, two
+    augmentation workers, the same seed twice -> bit-identical final weights; another seed -> other weights."""
+    from nnunet_genesis.training_seed import VARIABLE, seed_line
+    weights = {}
+    for name, seed in (("first", 5), ("again", 5), ("other", 6)):
+        results = str(tmp_path / name)
+        env = dict(v2["env"], nnUNet_results=results, nnUNet_n_proc_DA="2", **{VARIABLE: str(seed)})
+        log = run_stock([stock_command("nnUNetv2_train"), TARGET_ID, "3d_fullres", 0, "-tr", "SeededV2_Tiny",
+                         "-device", "cpu"], env=env)
+        assert seed_line(seed) in log
+        checkpoint = torch.load(os.path.join(fold_folder(results, TARGET, "SeededV2_Tiny", 0), "checkpoint_final.pth"),
+                                map_location="cpu", weights_only=False)
+        weights[name] = checkpoint["network_weights"]
+    assert all(torch.equal(weights["first"][k], weights["again"][k]) for k in weights["first"])
+    assert not all(torch.equal(weights["first"][k], weights["other"][k]) for k in weights["first"])

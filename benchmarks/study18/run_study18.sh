@@ -14,7 +14,8 @@
 # (the core, default 1), STUDY18_PRETRAINER (a pretraining variant in trainers/study18_trainers.py),
 # STUDY18_SEEDS, STUDY18_COUNTS, STUDY18_FT_EPOCHS x STUDY18_FT_ITERS (fine-tuning budget of both arms),
 # STUDY18_PRETRAIN_TASK, STUDY18_WEIGHTS (default: that task's fold-0 final checkpoint),
-# STUDY18_GENESIS_TRAINER (a variant in trainers/study18_trainers.py).
+# STUDY18_GENESIS_TRAINER (a variant in trainers/study18_trainers.py), STUDY18_SCRATCH_TRAINER (default the
+# unseeded nnUNetTrainerV2_Scratch_S18; nnUNetTrainerV2_ScratchSeeded_S18 shares the Genesis arm's draws).
 #
 # Needs: the worktree's venv, /work/data18_run/env.sh (Task601 built and planned, docs/real_tasks.md).
 set -euo pipefail
@@ -58,7 +59,7 @@ case "${1:?prepare|prepare_heads|pretrain|study|restoration}" in
     "${PIN[@]}" nnUNet_genesis_allow_unlearned=1 nnUNet_genesis_study -t 601 -w "$WEIGHTS" -o "$OUT/$STUDY" \
       --test_labels "$RAW/Task61_DeepGrey/labelsTs" \
       --seeds ${STUDY18_SEEDS:-0 1 2 3 4} --counts ${STUDY18_COUNTS:-2 4} \
-      --scratch_trainer nnUNetTrainerV2_Scratch_S18 --genesis_trainer "$GENESIS_TRAINER" ;;
+      --scratch_trainer "${STUDY18_SCRATCH_TRAINER:-nnUNetTrainerV2_Scratch_S18}" --genesis_trainer "$GENESIS_TRAINER" ;;
   restoration)
     # the final checkpoint on 20 never-seen crops (Task612), then on Task611 (its 4 fold-0 validation cases among
     # 16; 12 were trained on)

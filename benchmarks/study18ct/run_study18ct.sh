@@ -8,6 +8,7 @@
 #   benchmarks/study18ct/run_study18ct.sh pretrain  # adamw_inpaint_inside, STUDY18CT_PRETRAIN_EPOCHS x _ITERS, fold 0
 #                                                   # (STUDY18CT_PRETRAINER: a variant in trainers/)
 #   benchmarks/study18ct/run_study18ct.sh study     # nnUNet_genesis_study, seeds 0-4, counts 2 4 (STUDY18CT_COUNTS)
+#                                                   # (STUDY18CT_SCRATCH_TRAINER / _GENESIS_TRAINER: the arms)
 #   benchmarks/study18ct/run_study18ct.sh restoration ARGS  # nnUNet_genesis_restoration, independent check
 #
 # Needs: the worktree's venv, /work/data18_run/env.sh (Task602 built and planned, docs/real_tasks.md).
@@ -35,7 +36,7 @@ case "${1:?prepare|pretrain|study|restoration}" in
     "${PIN[@]}" nnUNet_genesis_study -t 602 -w "$WEIGHTS" -o "$OUT/${STUDY18CT_STUDY_NAME:-study_headct}" \
       --test_labels "$RAW/Task62_HeadCT/labelsTs" \
       --seeds ${STUDY18CT_SEEDS:-0 1 2 3 4} --counts ${STUDY18CT_COUNTS:-2 4} \
-      --scratch_trainer nnUNetTrainerV2_Scratch_S18CT --genesis_trainer "${STUDY18CT_GENESIS_TRAINER:-nnUNetTrainerV2_Genesis_S18CT}" ;;
+      --scratch_trainer "${STUDY18CT_SCRATCH_TRAINER:-nnUNetTrainerV2_Scratch_S18CT}" --genesis_trainer "${STUDY18CT_GENESIS_TRAINER:-nnUNetTrainerV2_Genesis_S18CT}" ;;
   restoration)
     "${PIN[@]}" nnUNet_genesis_restoration "${@:2}" ;;
   *) echo "unknown step $1" >&2; exit 2 ;;

@@ -9,10 +9,8 @@ more telling one. Only the three trainers the demo runs ship here; the variants 
 """
 import os
 
-from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
-
-from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain
-from nnunet_genesis.nnunet_v1.trainers.base import GenesisTrainerBase
+from nnunet_genesis.nnunet_v1.trainers import (nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain,
+                                                nnUNetTrainerV2_Seeded)
 
 
 def _scale():
@@ -57,6 +55,7 @@ class nnUNetTrainerV2_Genesis_Demo(DemoBudget, nnUNetTrainerV2_Genesis):
     genesis_allow_unlearned = True
 
 
-class nnUNetTrainerV2_Scratch_Demo(DemoBudget, GenesisTrainerBase, nnUNetTrainerV2):
-    """Stock nnUNetTrainerV2 with the demo's budget (GenesisTrainerBase only stops its augmentation
-    workers when training ends, see nnunet_genesis/nnunet_v1/trainers/base.py)."""
+class nnUNetTrainerV2_Scratch_Demo(DemoBudget, nnUNetTrainerV2_Seeded):
+    """Stock nnUNetTrainerV2 with the demo's budget, seeded as the Genesis arm when the study asks
+    (nnunet_genesis/nnunet_v1/trainers/seeded.py; its GenesisTrainerBase only stops the augmentation workers
+    when training ends, see nnunet_genesis/nnunet_v1/trainers/base.py)."""

@@ -20,7 +20,8 @@ import os
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 
 from nnunet_genesis.distortions.transforms import NonLinearIntensityTransform
-from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain
+from nnunet_genesis.nnunet_v1.trainers import (nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain,
+                                                nnUNetTrainerV2_Seeded)
 from nnunet_genesis.nnunet_v1.trainers.base import GenesisTrainerBase
 
 
@@ -103,41 +104,8 @@ class nnUNetTrainerV2_GenesisMix_S18(ShrinkAndPerturb, nnUNetTrainerV2_Genesis_S
     """nnUNetTrainerV2_Genesis_S18 with shrink and perturb (``STUDY18_MIX``, default 0.3 pretrained)."""
 
 
-def _seeding_python_random(set_thread_id, seed):
-    """``set_thread_id`` of a data loader, which the augmentation worker calls first (after seeding numpy), made to
-    seed Python's ``random`` as well."""
-    def seeded(thread_id):
-        import random
-        random.seed(seed + thread_id)
-        return set_thread_id(thread_id)
-    return seeded
-
-
-class SeededTraining:
-    """Fine-tuning variant (a measurement), mixed into both arms' trainers: common random numbers. nnU-Net v1 draws
-    a training's randomness in two places: the main process (the network's initial weights; torch's generator)
-    and the augmentation workers (which cases, where the patch is cut, every augmentation; numpy's generator),
-    and ``MultiThreadedAugmenter`` seeds each worker with ``np.random.seed(None)``, fresh entropy, even under
-    ``nnUNet_train --deterministic`` (batchgenerators' ``multi_threaded_augmenter.producer``; nnU-Net's
-    ``network_trainer.py`` seeds the main process only); some augmentations draw from Python's ``random`` too
-    (batchgenerators' ``augmentations/noise_augmentations.py``), which Python reseeds in every forked worker. Here
-    all three are seeded from the fold index, which ``nnUNet_genesis_study`` gives one (count, seed) pair in both
-    arms: the two arms of a pair then see the same batches, and the paired difference measures the start, not the
-    draw. The workers are seeded before their first batch (they start on it: ``MultiThreadedAugmenter.__next__``).
-    Measured: two trainings end with identical weights (docs/measurements_study18_seeded.md, seeded_repeat.sh)."""
-    training_seed_base = 12345
-
-    def initialize(self, training=True, force_load_plans=False):
-        import numpy as np
-        import torch
-        seed = self.training_seed_base + (self.fold if isinstance(self.fold, int) else 0)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        super().initialize(training, force_load_plans)
-        if training:
-            for offset, gen in ((0, self.tr_gen), (1000, self.val_gen)):
-                if getattr(gen, "was_initialized", True):
-                    raise RuntimeError("SeededTraining: %s started before it could be seeded" % type(gen).__name__)
-                gen.seeds = [seed + offset + k for k in range(len(gen.seeds))]
-                gen.generator.set_thread_id = _seeding_python_random(gen.generator.set_thread_id, seed + offset)
-            self.print_to_log_file("SeededTraining: seed %d (main process and augmentation workers)" % seed)
+class nnUNetTrainerV2_ScratchSeeded_S18(Study18Budget, nnUNetTrainerV2_Seeded):
+    """The scratch arm with common random numbers: the package's ``nnUNetTrainerV2_Seeded`` (seeded from
+    ``nnUNet_genesis_training_seed``, which ``nnUNet_genesis_study`` sets per pair) with the study's budget. The
+    Genesis trainers above seed themselves the same way (the package's fine-tuning trainers do). Measured first as a
+    mixin here (``SeededTraining``, commit 95340f3: docs/measurements_study18_seeded.md)."""

@@ -20,7 +20,8 @@ import os
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 
 from nnunet_genesis.integration import import_trainer_file
-from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain
+from nnunet_genesis.nnunet_v1.trainers import (nnUNetTrainerV2_Genesis, nnUNetTrainerV2_GenesisPretrain,
+                                                nnUNetTrainerV2_Seeded)
 from nnunet_genesis.nnunet_v1.trainers.base import GenesisTrainerBase
 
 
@@ -85,10 +86,12 @@ class nnUNetTrainerV2_GenesisPretrain_S18CTInsideIncreasing(_S18.IncreasingMapsO
     (benchmarks/study18/trainers/study18_trainers.py)."""
 
 
-class nnUNetTrainerV2_ScratchSeeded_S18CT(_S18.SeededTraining, nnUNetTrainerV2_Scratch_S18CT):
-    """nnUNetTrainerV2_Scratch_S18CT with common random numbers (``SeededTraining``,
-    benchmarks/study18/trainers/study18_trainers.py)."""
+class nnUNetTrainerV2_ScratchSeeded_S18CT(Study18CTBudget, nnUNetTrainerV2_Seeded):
+    """The scratch arm with common random numbers: the package's ``nnUNetTrainerV2_Seeded`` with the study's
+    budget (seeded from ``nnUNet_genesis_training_seed``, which ``nnUNet_genesis_study`` sets per pair). Measured
+    first as a benchmark mixin (``SeededTraining``, commit 95340f3: docs/measurements_study18_seeded.md)."""
 
 
-class nnUNetTrainerV2_GenesisMixSeeded_S18CT(_S18.SeededTraining, nnUNetTrainerV2_GenesisMix_S18CT):
-    """nnUNetTrainerV2_GenesisMix_S18CT with common random numbers (``SeededTraining``)."""
+class nnUNetTrainerV2_GenesisMixSeeded_S18CT(nnUNetTrainerV2_GenesisMix_S18CT):
+    """``nnUNetTrainerV2_GenesisMix_S18CT`` under the name the first seeded study recorded: the package's
+    fine-tuning trainers now seed themselves from ``nnUNet_genesis_training_seed``, so the two are one trainer."""

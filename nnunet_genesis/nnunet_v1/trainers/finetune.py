@@ -1,6 +1,6 @@
 """nnUNetTrainerV2_Genesis: nnUNetTrainerV2 that fine-tunes from pretrained (Models Genesis) weights.
 
-Only three things differ from nnUNetTrainerV2:
+Only four things differ from nnUNetTrainerV2:
 
 * ``-pretrained_weights W`` goes through the adaptive transfer of ``nnunet_genesis.transfer.weights``
   (report printed, logged and saved as ``transfer_report.json`` in the fold folder; a transfer
@@ -9,7 +9,9 @@ Only three things differ from nnUNetTrainerV2:
   parameters learn at ``genesis_warmup_lr_scale`` × the learning rate (0 = frozen);
 * at epoch 100 with a foreground Dice of 0, nnUNetTrainerV2 lowers the momentum *and
   re-initialises the network*; here only the momentum is lowered, since re-initialising would
-  silently throw the pretrained weights away.
+  silently throw the pretrained weights away;
+* with ``nnUNet_genesis_training_seed`` set (``nnUNet_genesis_study`` sets it), every random draw is seeded
+  (``nnunet_genesis/nnunet_v1/trainers/seeded.py``), as in the study's scratch arm.
 
 Everything else (data, augmentation, loss, validation, prediction) is nnUNetTrainerV2's, so
 nnUNet_predict, nnUNet_find_best_configuration and nnUNet_ensemble treat it like any trainer.
@@ -24,10 +26,11 @@ from nnunet.training.network_training.nnUNetTrainerV2_DDP import nnUNetTrainerV2
 
 from nnunet_genesis.nnunet_v1.trainers.base import GenesisTrainerBase
 from nnunet_genesis.nnunet_v1.trainers.ddp import CpuCapableDDPMixin
+from nnunet_genesis.nnunet_v1.trainers.seeded import SeededTraining
 from nnunet_genesis.transfer.finetuning import FineTuneHooks
 
 
-class GenesisFineTuneMixin(FineTuneHooks, GenesisTrainerBase):
+class GenesisFineTuneMixin(SeededTraining, FineTuneHooks, GenesisTrainerBase):
     # what a variant may change: nnunet_genesis.transfer.finetuning.FineTuneSettings
 
     # --- the accessors FineTuneHooks reads (nnunet_genesis/transfer/finetuning.py) --------------

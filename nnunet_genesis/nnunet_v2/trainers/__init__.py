@@ -35,13 +35,16 @@ leaving too much of the encoder untrained, or an nnssl checkpoint of a transform
 line saying why); a warm-up in which
 the transferred parameters learn at ``genesis_warmup_lr_scale`` x the rate (0 = frozen) for
 ``genesis_warmup_epochs`` epochs, then at ``genesis_transferred_lr_scale`` x (two optimizer groups,
-rebuilt on ``--c``). Everything else is ``nnUNetTrainer``'s.
+rebuilt on ``--c``); seeded draws when ``nnUNet_genesis_training_seed`` is set (``seeded.py``, which also holds
+``nnUNetTrainer_Seeded``, the stock trainer with only that added: the study's scratch arm). Everything else is
+``nnUNetTrainer``'s.
 """
 from nnunet_genesis.nnunet_v2.trainers.finetune import nnUNetTrainer_Genesis, nnUNetTrainer_GenesisEncoderDecoder
 from nnunet_genesis.nnunet_v2.trainers.pretrain import (nnUNetTrainer_GenesisPretrain, nnUNetTrainer_GenesisPretrain_AdamW,
                                                        nnUNetTrainer_GenesisPretrain_NnUNetSGD,
                                                        nnUNetTrainer_GenesisPretrain_Published,
                                                        nnUNetTrainer_GenesisPretrain_Residual)
+from nnunet_genesis.nnunet_v2.trainers.seeded import nnUNetTrainer_Seeded
 
 # v1 variants (suffixes of nnUNetTrainerV2_GenesisPretrain / nnUNetTrainerV2_Genesis) with no v2 class, and why
 V1_ONLY = {
@@ -51,4 +54,4 @@ V1_ONLY = {
 
 __all__ = ["nnUNetTrainer_Genesis", "nnUNetTrainer_GenesisEncoderDecoder", "nnUNetTrainer_GenesisPretrain",
            "nnUNetTrainer_GenesisPretrain_AdamW", "nnUNetTrainer_GenesisPretrain_NnUNetSGD",
-           "nnUNetTrainer_GenesisPretrain_Published", "nnUNetTrainer_GenesisPretrain_Residual"]
+           "nnUNetTrainer_GenesisPretrain_Published", "nnUNetTrainer_GenesisPretrain_Residual", "nnUNetTrainer_Seeded"]

@@ -2,15 +2,18 @@
 
 Every hook body is written once, in ``nnunet_genesis.transfer.finetuning.FineTuneHooks`` (shared with v1); the
 methods here map nnunetv2's hooks (``nnunetv2/training/nnUNetTrainer/nnUNetTrainer.py``, named in each
-docstring) onto it. The variants and their settings are v1's (``tests/test_trainer_families.py``).
+docstring) onto it. The variants and their settings are v1's (``tests/test_trainer_families.py``). With
+``nnUNet_genesis_training_seed`` set (``nnUNet_genesis_study`` sets it), every random draw is seeded
+(``nnunet_genesis/nnunet_v2/trainers/seeded.py``), as in the study's scratch arm.
 """
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunet_genesis.transfer.finetuning import FineTuneHooks
 from nnunet_genesis.nnunet_v2.trainers.base import plain_network
+from nnunet_genesis.nnunet_v2.trainers.seeded import SeededTraining
 
 
-class nnUNetTrainer_Genesis(FineTuneHooks, nnUNetTrainer):
+class nnUNetTrainer_Genesis(SeededTraining, FineTuneHooks, nnUNetTrainer):
     """``nnUNetv2_train DATASET 3d_fullres FOLD -tr nnUNetTrainer_Genesis -pretrained_weights W``; what a
     variant may change: ``nnunet_genesis.transfer.finetuning.FineTuneSettings``."""
 

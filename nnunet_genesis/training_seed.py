@@ -36,7 +36,7 @@ import re
 from typing import Mapping, Optional
 
 VARIABLE = "nnUNet_genesis_training_seed"
-MAX_SEED = 2 ** 31 - 1 - 200_000       # room for the worker and rank offsets below numpy's 2**32 - 1
+MAX_SEED = 2 ** 31 - 1     # + the worker and DDP-rank offsets below stays under numpy's limit, 2**32 - 1
 TRAINING_WORKERS, VALIDATION_WORKERS = 1, 1001
 RANK_STRIDE = 100_000
 

@@ -1,16 +1,19 @@
 """Per-epoch validation Dice (nnU-Net's online "Average global foreground Dice" on the fold's validation
 batches) of every run of an ``nnUNet_genesis_study`` folder, averaged over seeds per count and arm.
 
-    python benchmarks/study18/curves.py STUDY_FOLDER
+    python benchmarks/study18/curves.py STUDY_FOLDER [--png PATH]
 
 Read from the study's logs (``OUT/logs/<arm>_n<count>_s<seed>__<trainer>.log``); one Markdown row per count,
 arm and structure: the seed mean at every epoch. Online Dice is a noisy estimate on 2 batches per epoch; it
-shows how fast each arm learns, not the result (that is the test Dice of study.json).
+shows how fast each arm learns, not the result (that is the test Dice of study.json). ``--png``: one panel per
+structure and count, every seed's curve thin, the seed mean thick, scratch and Genesis in two colours.
 """
+import argparse
+import csv
 import glob
+import json
 import os
 import re
-import sys
 
 import numpy as np
 
@@ -27,7 +30,47 @@ def curve(path):
     return np.array(rows)
 
 
-def main(folder):
+def structure_names(folder):
+    """The scored labels' names in label order, read from the study's first evaluation (its per_case.csv);
+    nnU-Net's online Dice lists the foreground labels in the same order."""
+    study = json.load(open(os.path.join(folder, "study.json")))
+    names = {}
+    for row in csv.DictReader(open(os.path.join(study["runs"][0]["evaluation"], "per_case.csv"))):
+        names[int(row["label"])] = row["label_name"] or row["label"]
+    return [names.get(label, str(label)) for label in study["config"]["labels"]]
+
+
+def plot(runs, names, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    counts = sorted({count for count, _ in runs}, key=lambda c: (len(c), c))
+    fig, axes = plt.subplots(len(counts), len(names), figsize=(5 * len(names), 3.6 * len(counts)), squeeze=False)
+    for i, count in enumerate(counts):
+        for k, name in enumerate(names):
+            ax = axes[i][k]
+            for arm, colour in (("scratch", "tab:gray"), ("genesis", "tab:blue")):
+                curves = runs.get((count, arm), [])
+                if not curves:
+                    continue
+                n = min(len(c) for c in curves)
+                stack = np.stack([c[:n, k] for c in curves])
+                epochs = np.arange(1, n + 1)
+                for row in stack:
+                    ax.plot(epochs, row, color=colour, lw=0.7, alpha=0.45)
+                ax.plot(epochs, stack.mean(0), color=colour, lw=2.2, label="%s (mean of %d seeds)" % (arm, len(stack)))
+            ax.set_ylim(0, 1)
+            ax.set_title("%s, %s labelled cases" % (name, count))
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("online validation Dice")
+            ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    print("wrote %s" % path)
+
+
+def main(folder, png=None):
+    names = structure_names(folder)
     runs = {}
     for path in sorted(glob.glob(os.path.join(folder, "logs", "*.log"))):
         m = re.match(r"(scratch|genesis)_n(\w+)_s(\d+)__", os.path.basename(path))
@@ -40,10 +83,16 @@ def main(folder):
     for (count, arm), curves in sorted(runs.items()):
         n = min(len(c) for c in curves)
         stack = np.stack([c[:n] for c in curves])  # seeds x epochs x labels
-        for k, name in enumerate(("caudate", "putamen")):
+        for k, name in enumerate(names):
             print("| %s | %s | %s | %d | %s |" % (count, arm, name, len(curves),
                                                " ".join("%.2f" % v for v in stack[:, :, k].mean(0))))
+    if png:
+        plot(runs, names, png)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", help="an nnUNet_genesis_study output folder")
+    parser.add_argument("--png", help="also draw the curves into this PNG")
+    args = parser.parse_args()
+    main(args.folder, args.png)

@@ -38,7 +38,7 @@ def main(paths):
         print("|---|---|---|---|")
         for key, value in state.items():
             value = value.float()
-            if "instnorm" in key or ".norm" in key:
+            if "instnorm" in key:
                 print("| %s | %s | instance norm, fresh = %s | mean %+.3f, sd %.3f, [%+.3f, %+.3f] |" % (
                     key, tuple(value.shape), "1" if key.endswith("weight") else "0", value.mean(), value.std(),
                     value.min(), value.max()))
@@ -49,6 +49,6 @@ def main(paths):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoints", nargs="+", help="nnU-Net v1/v2 checkpoints (model_final_checkpoint.model, "
-                                                       "checkpoint_final.pth)")
+    parser.add_argument("checkpoints", nargs="+", help="nnU-Net v1 checkpoints (model_final_checkpoint.model; "
+                                                       "v1's Generic_UNet names, the ones measured)")
     main(parser.parse_args().checkpoints)

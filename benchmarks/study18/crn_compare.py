@@ -12,6 +12,8 @@ import json
 import os
 import sys
 
+from nnunet_genesis.io.atomic import save_figure_atomic
+
 
 def load(folder):
     with open(os.path.join(folder, "study.json")) as f:
@@ -72,7 +74,7 @@ def draw(rows, path):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    save_figure_atomic(figure, path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ import re
 
 import numpy as np
 
+from nnunet_genesis.io.atomic import save_figure_atomic
+
 LINE = re.compile(r"Average global foreground Dice: \[(.*)\]")
 
 
@@ -40,22 +42,21 @@ def structure_names(folder):
     return [names.get(label, str(label)) for label in study["config"]["labels"]]
 
 
-def plot(runs, names, path):
+def plot(stacks, names, path):
+    """``stacks``: (count, arm) -> seeds x epochs x labels, as ``aligned`` returns them."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    counts = sorted({count for count, _ in runs}, key=lambda c: (len(c), c))
+    counts = sorted({count for count, _ in stacks}, key=lambda c: (len(c), c))
     fig, axes = plt.subplots(len(counts), len(names), figsize=(5 * len(names), 3.6 * len(counts)), squeeze=False)
     for i, count in enumerate(counts):
         for k, name in enumerate(names):
             ax = axes[i][k]
             for arm, colour in (("scratch", "tab:gray"), ("genesis", "tab:blue")):
-                curves = runs.get((count, arm), [])
-                if not curves:
+                if (count, arm) not in stacks:
                     continue
-                n = min(len(c) for c in curves)
-                stack = np.stack([c[:n, k] for c in curves])
-                epochs = np.arange(1, n + 1)
+                stack = stacks[(count, arm)][:, :, k]
+                epochs = np.arange(1, stack.shape[1] + 1)
                 for row in stack:
                     ax.plot(epochs, row, color=colour, lw=0.7, alpha=0.45)
                 ax.plot(epochs, stack.mean(0), color=colour, lw=2.2, label="%s (mean of %d seeds)" % (arm, len(stack)))
@@ -65,8 +66,17 @@ def plot(runs, names, path):
             ax.set_ylabel("online validation Dice")
             ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    save_figure_atomic(fig, path, dpi=90)
     print("wrote %s" % path)
+
+
+def aligned(runs):
+    """(count, arm) -> seeds x epochs x labels, every seed's curve cut to the shortest one's epochs."""
+    stacks = {}
+    for key, curves in runs.items():
+        n = min(len(c) for c in curves)
+        stacks[key] = np.stack([c[:n] for c in curves])
+    return stacks
 
 
 def main(folder, png=None):
@@ -80,14 +90,13 @@ def main(folder, png=None):
                 runs.setdefault((m.group(2), m.group(1)), []).append(c)
     print("| labelled cases | arm | structure | seeds | online validation Dice per epoch (seed mean) |")
     print("|---|---|---|---:|---|")
-    for (count, arm), curves in sorted(runs.items()):
-        n = min(len(c) for c in curves)
-        stack = np.stack([c[:n] for c in curves])  # seeds x epochs x labels
+    stacks = aligned(runs)
+    for (count, arm), stack in sorted(stacks.items()):
         for k, name in enumerate(names):
-            print("| %s | %s | %s | %d | %s |" % (count, arm, name, len(curves),
+            print("| %s | %s | %s | %d | %s |" % (count, arm, name, len(stack),
                                                " ".join("%.2f" % v for v in stack[:, :, k].mean(0))))
     if png:
-        plot(runs, names, png)
+        plot(stacks, names, png)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ PUBLISHED_KERNELS = [[3, 3, 3]] * 6
 
 TINY_TRAINER = '''
 from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis
+from nnunet_genesis.transfer.shrink_perturb import DEFAULT_PRETRAINED_SHARE
 
 
 class nnUNetTrainerV2_Genesis_Tiny(nnUNetTrainerV2_Genesis):
@@ -86,21 +87,21 @@ def test_frozen_transferred_weights_survive_the_warm_up(finetuned):
         report = json.load(f)
     loaded = [(e["key"], e["source_key"]) for e in report["entries"] if e["status"] == "loaded"]
     mixed = set(report["shrink_and_perturb"]["mixed_parameter_names"])
-    assert report["shrink_and_perturb"]["pretrained_share"] == 0.3 and mixed   # the default
+    assert report["shrink_and_perturb"]["pretrained_share"] == DEFAULT_PRETRAINED_SHARE and mixed
     assert "Shrink and perturb: %d transferred convolution weights" % len(mixed) in finetuned["train_log"]
     final, source = [], []
     for key, source_key in loaded:
-        if key in mixed:  # 0.3 x the source + 0.7 x the network's own initialisation (exact: test_finetuning.py)
+        if key in mixed:  # share x the source + (1 - share) x the network's own initialisation (exact: test_finetuning.py)
             assert not torch.equal(ckpt["state_dict"][key], finetuned["source_state"][source_key]), key
             final.append(ckpt["state_dict"][key].flatten())
             source.append(finetuned["source_state"][source_key].flatten())
         else:  # norms and biases: loaded unchanged from the source, and frozen during the warm-up
             assert torch.equal(ckpt["state_dict"][key], finetuned["source_state"][source_key]), key
-    # frozen too: the source's share of the final weights is still 0.3 (least squares over >100k independent
+    # frozen too: the source's share of the final weights is still the default share (least squares over >100k independent
     # elements: the fresh initialisation's contribution is of order 1/sqrt(n) = 0.003, far inside 0.05)
     final, source = torch.cat(final).double(), torch.cat(source).double()
     assert final.numel() > 100_000
-    assert abs(float(final @ source / (source @ source)) - 0.3) < 0.05
+    assert abs(float(final @ source / (source @ source)) - DEFAULT_PRETRAINED_SHARE) < 0.05
 
 
 def test_validation_only_and_continue_load_checkpoints(finetuned, ct_task):

@@ -134,16 +134,16 @@ def test_default_transfer_shrinks_and_perturbs_towards_the_networks_own_initiali
     with open(os.path.join(trainer.output_folder, "transfer_report.json")) as f:
         report = json.load(f)
     mixed = set(report["shrink_and_perturb"]["mixed_parameter_names"])
-    assert report["shrink_and_perturb"]["pretrained_share"] == 0.3 and mixed
+    assert report["shrink_and_perturb"]["pretrained_share"] == DEFAULT_PRETRAINED_SHARE and mixed
     params = dict(trainer.plain_network.named_parameters())
-    checked = 0
+    share, checked = DEFAULT_PRETRAINED_SHARE, 0
     for entry in report["entries"]:
         if entry["status"] != "loaded":
             continue
         key, value = entry["key"], params[entry["key"]].detach()
         if value.dim() > 1:
             assert key in mixed
-            assert torch.allclose(value, 0.3 * source[entry["source_key"]] + 0.7 * init[key], atol=1e-6), key
+            assert torch.allclose(value, share * source[entry["source_key"]] + (1 - share) * init[key], atol=1e-6), key
             checked += 1
         else:
             assert key not in mixed and torch.equal(value, source[entry["source_key"]]), key

@@ -31,6 +31,7 @@ import torch
 
 from nnunet_genesis.distortions.composite import PUBLISHED_P_INPAINT
 from nnunet_genesis.pretraining.recipes import RECIPES, learning_rate
+from nnunet_genesis.transfer.shrink_perturb import DEFAULT_PRETRAINED_SHARE
 from tests.conftest import run_stock, stock_command, subprocess_env
 from tests.msd_fixtures import _save_nifti, make_ct_case
 from tests.nnssl_format import (PRIMUS_KEYS, RESENC_KEYS, build_like_nnunet_master, load_like_nnunet_master,
@@ -216,7 +217,7 @@ def test_finetuning_transfers_the_pretrained_encoder_and_reports_it(v2):
     assert "transferred parameters: learning rate 0" in log  # frozen during the warm-up epoch
     # the default shrink and perturb, shared with v1 (transfer/finetuning.py): convolution weights only
     mixed = report["shrink_and_perturb"]["mixed_parameter_names"]
-    assert report["shrink_and_perturb"]["pretrained_share"] == 0.3 and mixed
+    assert report["shrink_and_perturb"]["pretrained_share"] == DEFAULT_PRETRAINED_SHARE and mixed
     assert not set(mixed) & set(report["fresh_parameter_names"])
     assert all(name.endswith(".weight") and ".norm." not in name for name in mixed)
     assert "Shrink and perturb: %d transferred convolution weights" % len(mixed) in log

@@ -8,7 +8,8 @@
 #   benchmarks/study18ct/run_study18ct.sh pretrain  # adamw_inpaint_inside, STUDY18CT_PRETRAIN_EPOCHS x _ITERS, fold 0
 #                                                   # (STUDY18CT_PRETRAINER: a variant in trainers/)
 #   benchmarks/study18ct/run_study18ct.sh study     # nnUNet_genesis_study, seeds 0-4, counts 2 4 (STUDY18CT_COUNTS)
-#                                                   # (STUDY18CT_SCRATCH_TRAINER / _GENESIS_TRAINER: the arms)
+#                                                   # (STUDY18CT_SCRATCH_TRAINER / _GENESIS_TRAINER: the arms;
+#                                                   #  STUDY18CT_WEIGHTS: other weights than the pretraining's)
 #   benchmarks/study18ct/run_study18ct.sh restoration ARGS  # nnUNet_genesis_restoration, independent check
 #
 # Needs: the worktree's venv, /work/data18_run/env.sh (Task602 built and planned, docs/real_tasks.md).
@@ -22,7 +23,7 @@ export STUDY18CT_FT_VAL_BATCHES=${STUDY18CT_FT_VAL_BATCHES:-2}
 study_pin "${STUDY18CT_CORE:-0}" 19
 PRETRAINER=${STUDY18CT_PRETRAINER:-nnUNetTrainerV2_GenesisPretrain_S18CTInside}
 PRE_FOLD="$RESULTS_FOLDER/nnUNet/3d_fullres/Task622_GenesisHeadCT/${PRETRAINER}__nnUNetPlansv2.1/fold_0"
-WEIGHTS="$PRE_FOLD/model_final_checkpoint.model"
+WEIGHTS=${STUDY18CT_WEIGHTS:-$PRE_FOLD/model_final_checkpoint.model}
 mkdir -p "$OUT"
 case "${1:?prepare|pretrain|study|restoration}" in
   prepare)

@@ -109,3 +109,18 @@ class nnUNetTrainerV2_ScratchSeeded_S18(Study18Budget, nnUNetTrainerV2_Seeded):
     ``nnUNet_genesis_training_seed``, which ``nnUNet_genesis_study`` sets per pair) with the study's budget. The
     Genesis trainers above seed themselves the same way (the package's fine-tuning trainers do). Measured first as a
     mixin here (``SeededTraining``, commit 95340f3: docs/measurements_study18_seeded.md)."""
+
+
+class nnUNetTrainerV2_GenesisMix10_S18(nnUNetTrainerV2_Genesis_S18):
+    """Fine-tuning variant (a measurement): shrink and perturb with 0.1 x pretrained + 0.9 x fresh. The share is
+    fixed by the class, not by ``STUDY18_MIX``: the study records the trainer's name, not its environment, so a
+    different share needs a different name to keep its runs apart."""
+    genesis_pretrained_share = 0.1
+
+
+class nnUNetTrainerV2_GenesisShallowMix_S18(nnUNetTrainerV2_Genesis_S18):
+    """Fine-tuning variant (a measurement): the default transfer (shrink and perturb, 0.3 x pretrained) of a
+    checkpoint cut to its first encoder stages by ``benchmarks/study18/shallow_checkpoint.py``; the deeper stages
+    and the decoder start fresh. Accepts the small encoder fraction that transfers (the transfer report states it)."""
+    genesis_pretrained_share = 0.3
+    genesis_allow_partial = True

@@ -95,3 +95,20 @@ class nnUNetTrainerV2_ScratchSeeded_S18CT(Study18CTBudget, nnUNetTrainerV2_Seede
 class nnUNetTrainerV2_GenesisMixSeeded_S18CT(nnUNetTrainerV2_GenesisMix_S18CT):
     """``nnUNetTrainerV2_GenesisMix_S18CT`` under the name the first seeded study recorded: the package's
     fine-tuning trainers now seed themselves from ``nnUNet_genesis_training_seed``, so the two are one trainer."""
+
+
+class nnUNetTrainerV2_GenesisMix10_S18CT(nnUNetTrainerV2_Genesis_S18CT):
+    """Fine-tuning variant (a measurement): shrink and perturb with 0.1 x pretrained + 0.9 x fresh (the default's
+    0.3 slowed the intracranial structure at 64 iterations, docs/measurements_study18_crn.md section 4). The share
+    is fixed by the class, not by ``STUDY18_MIX``: the study records the trainer's name, not its environment, so
+    a different share needs a different name to keep its runs apart."""
+    genesis_pretrained_share = 0.1
+
+
+class nnUNetTrainerV2_GenesisShallowMix_S18CT(nnUNetTrainerV2_Genesis_S18CT):
+    """Fine-tuning variant (a measurement): the default transfer (shrink and perturb, 0.3 x pretrained) of a
+    checkpoint cut to its first encoder stages by ``benchmarks/study18/shallow_checkpoint.py`` (Task622: stages
+    0-2, 10 % of the encoder's parameters); the deeper stages and the decoder start fresh. Accepts the small
+    encoder fraction that transfers (the transfer report states it)."""
+    genesis_pretrained_share = 0.3
+    genesis_allow_partial = True

@@ -20,7 +20,10 @@ then seeds, from ``s`` = the variable + ``RANK_STRIDE`` x its DDP rank:
 * the training augmentation's worker ``k``: numpy, Python's ``random`` and torch with ``s + TRAINING_WORKERS + k``
   (numpy through the augmenter's ``seeds``, the others through the data loader's ``set_thread_id``, the first
   thing batchgenerators' worker calls);
-* the validation augmentation's worker ``k``: the same with ``s + VALIDATION_WORKERS + k``.
+* the validation augmentation's worker ``k``: the same with ``s + VALIDATION_WORKERS + k``;
+* in a worker, the Genesis distortions' own Generators (``nnunet_genesis/distortions/random_state.py``), which the
+  pretraining trainers seed with ``s``: each worker's from that seed and its worker's number above, not its
+  process id, so that a seeded pretraining restores the same distorted patches in every run.
 
 It logs :func:`seed_line`, which ``nnUNet_genesis_study`` reads back from the training log
 (:func:`logged_seed`) to report whether both arms were seeded. Unset, nothing is seeded (nnU-Net's own
@@ -34,6 +37,8 @@ import os
 import random
 import re
 from typing import Mapping, Optional
+
+from nnunet_genesis.distortions.random_state import set_worker_key
 
 VARIABLE = "nnUNet_genesis_training_seed"
 MAX_SEED = 2 ** 31 - 1     # + the worker and DDP-rank offsets below stays under numpy's limit, 2**32 - 1
@@ -99,6 +104,7 @@ class _SeedWorker:
         threadpool_limits(1)      # for the worker's lifetime (not used as a context)
         random.seed(self.seed + int(thread_id))
         torch.manual_seed(self.seed + int(thread_id))
+        set_worker_key(self.seed + int(thread_id))   # the Genesis distortions' Generators (pretraining)
         return self.set_thread_id(thread_id)
 
 
@@ -113,4 +119,7 @@ def seed_workers(augmenter, seed: int) -> None:
         raise RuntimeError("%s has started its workers before they could be seeded" % type(augmenter).__name__)
     augmenter.seeds = [seed + k for k in range(augmenter.num_processes)]
     loader = augmenter.generator
-    loader.set_thread_id = _SeedWorker(loader.set_thread_id, seed)
+    inner = loader.set_thread_id
+    if isinstance(inner, _SeedWorker):   # a loader seeded before, for an augmenter since replaced: re-seed it
+        inner = inner.set_thread_id
+    loader.set_thread_id = _SeedWorker(inner, seed)

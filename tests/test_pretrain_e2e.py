@@ -269,3 +269,29 @@ def test_interrupted_pretraining_resumes_with_c(pretrained):
     # the resumed run continued the interrupted one: its first two epochs' losses are kept
     assert list(final["plot_stuff"][0][:2]) == list(interrupted["plot_stuff"][0])
     assert "epoch:  2" in log and "epoch:  0" not in log
+
+
+def test_a_seeded_pretraining_gives_identical_weights_twice_and_another_seed_others(pretrained, tmp_path):
+    """nnUNet_genesis_training_seed seeds the pretraining as it seeds fine-tuning (nnunet_genesis/training_seed.py):
+    the stock nnUNet_train, two augmentation workers, the same seed twice -> bit-identical final weights (the
+    distortions' own Generators included: each worker's is derived from the seed and the worker's number, not its
+    process id); another seed -> other weights."""
+    import torch
+    from competition.study import logged_training_seed
+    from nnunet_genesis.checkpoints.files import load_state_dict_from_checkpoint
+    from nnunet_genesis.training_seed import VARIABLE, seed_line
+    weights = {}
+    for name, seed in (("first", 5), ("again", 5), ("other", 6)):
+        results = str(tmp_path / name)
+        env = dict(pretrained["env"], RESULTS_FOLDER=results, nnUNet_n_proc_DA="2", OMP_NUM_THREADS="1",
+                   TINY_EPOCHS="1", **{VARIABLE: str(seed)})
+        log = run_stock([stock_command("nnUNet_train"), "3d_fullres", "GenesisPretrain_Tiny",
+                         pretrained["pretrain_task"], "all"], env=env, timeout=1200)
+        assert seed_line(seed) in log
+        fold = os.path.join(results, "nnUNet", "3d_fullres", pretrained["pretrain_task"],
+                            "GenesisPretrain_Tiny__nnUNetPlansv2.1", "all")
+        assert logged_training_seed(fold) == seed
+        weights[name] = load_state_dict_from_checkpoint(os.path.join(fold, "model_final_checkpoint.model"))
+    assert weights["first"].keys() == weights["again"].keys()
+    assert all(torch.equal(weights["first"][k], weights["again"][k]) for k in weights["first"])
+    assert not all(torch.equal(weights["first"][k], weights["other"][k]) for k in weights["first"])

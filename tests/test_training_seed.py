@@ -1,12 +1,13 @@
 """Common random numbers (nnunet_genesis/training_seed.py, the adapters' seeded.py, the study's use of them).
 
 Fast: the variable (unset, a seed, what is not one), the log line read back, batchgenerators' real multi-process
-augmenter seeded twice alike (same batches, Python's ``random`` and torch included) and differently, one that
-already started refused, the study's seed per pair and its report line.
+augmenter seeded twice alike (same batches, Python's ``random`` and torch included, and the Genesis distortions'
+own Generators) and differently, one that already started refused, the study's seed per pair and its report line.
 
 End to end (v1): the stock ``nnUNet_train`` trains a tiny ``nnUNetTrainerV2_Seeded`` three times with two
 augmentation workers: the same seed twice gives bit-identical final weights, another seed other weights; the
-log names the seed. (v2: ``tests/test_v2_e2e.py``; the study's records: ``tests/test_study_resume.py``.)
+log names the seed. (The pretraining: ``tests/test_pretrain_e2e.py``; v2, both: ``tests/test_v2_e2e.py``; the
+study's records: ``tests/test_study_resume.py``.)
 """
 import os
 import random
@@ -20,6 +21,7 @@ from batchgenerators.dataloading.multi_threaded_augmenter import MultiThreadedAu
 
 from competition.study import logged_training_seed, training_seed_of
 from competition.study_report import common_random_numbers
+from nnunet_genesis.distortions.random_state import GenesisRandomTransform
 from nnunet_genesis.training_seed import (MAX_SEED, VARIABLE, TrainingSeedError, logged_seed, seed_line,
                                           seed_workers, training_seed)
 from tests.conftest import run_stock, stock_command
@@ -104,6 +106,35 @@ def test_the_report_says_whether_every_pair_was_seeded():
     assert one["text"].startswith("1 of 2 pairs") and "not seeded: T_scratch" in one["text"]
 
 
+class _GenesisDraws(GenesisRandomTransform):
+    """A seeded Genesis transform: every batch, one draw from its own per-process Generator."""
+
+    def __call__(self, **data_dict):
+        data_dict["data"] = np.array([self.rng.integers(1 << 30)])
+        return data_dict
+
+
+def _genesis_batches(seed, count=6):
+    augmenter = MultiThreadedAugmenter(_Draws(), _GenesisDraws(seed=7), num_processes=2, num_cached_per_queue=1)
+    if seed is not None:
+        seed_workers(augmenter, seed)
+    try:
+        return [int(next(augmenter)["data"][0]) for _ in range(count)]
+    finally:
+        augmenter._finish()
+
+
+def test_seeded_workers_give_the_distortions_the_same_draws_and_another_seed_others():
+    """The distortions' Generators (nnunet_genesis/distortions/random_state.py) are derived, in a worker, from the
+    transform's seed and the worker's process id; in a seeded worker from the worker's number instead, so the
+    same training seed gives the same distortions in every run."""
+    first, again, other = _genesis_batches(11), _genesis_batches(11), _genesis_batches(12)
+    assert first == again
+    assert first != other
+    assert len(set(first)) == len(first)               # the two workers draw different streams
+    assert _genesis_batches(None) != _genesis_batches(None)   # unseeded workers: the process ids set them apart
+
+
 # ------------------------------------------------------------------------------------------ end to end (v1)
 SEEDED_TINY = '''
 from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Seeded
@@ -139,3 +170,4 @@ def test_nnunet_train_twice_with_one_seed_gives_identical_weights(ct_task, tmp_p
     assert weights["first"].keys() == weights["again"].keys()
     assert all(torch.equal(weights["first"][k], weights["again"][k]) for k in weights["first"])
     assert not all(torch.equal(weights["first"][k], weights["other"][k]) for k in weights["first"])
+

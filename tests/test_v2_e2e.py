@@ -511,18 +511,23 @@ def test_transfer_command_dry_runs_into_a_v2_dataset_as_the_trainer_transfers(v2
     assert mixed.returncode == 2 and "-c/--configuration is for --nnunet 2" in mixed.stderr
 
 
-def test_nnunetv2_train_twice_with_one_seed_gives_identical_weights(v2, tmp_path):
+@pytest.mark.parametrize("trainer", ["SeededV2_Tiny", "GenesisPretrainV2_Tiny"])
+def test_nnunetv2_train_twice_with_one_seed_gives_identical_weights(v2, tmp_path, trainer):
     """Common random numbers in v2 (nnunet_genesis/nnunet_v2/trainers/seeded.py): the stock nnUNetv2_train, two
-    augmentation workers, the same seed twice -> bit-identical final weights; another seed -> other weights."""
+    augmentation workers, the same seed twice -> bit-identical final weights; another seed -> other weights. For
+    the pretraining too, whose distortions draw from their own Generators in each worker (a worker's process id
+    would make every run's draws its own: nnunet_genesis/distortions/random_state.py)."""
     from nnunet_genesis.training_seed import VARIABLE, seed_line
+    dataset_id, dataset, fold = (TARGET_ID, TARGET, 0) if trainer == "SeededV2_Tiny" else \
+        (PRETRAIN_ID, v2["pretrain_dataset"], "all")
     weights = {}
     for name, seed in (("first", 5), ("again", 5), ("other", 6)):
         results = str(tmp_path / name)
         env = dict(v2["env"], nnUNet_results=results, nnUNet_n_proc_DA="2", **{VARIABLE: str(seed)})
-        log = run_stock([stock_command("nnUNetv2_train"), TARGET_ID, "3d_fullres", 0, "-tr", "SeededV2_Tiny",
+        log = run_stock([stock_command("nnUNetv2_train"), dataset_id, "3d_fullres", fold, "-tr", trainer,
                          "-device", "cpu"], env=env)
         assert seed_line(seed) in log
-        checkpoint = torch.load(os.path.join(fold_folder(results, TARGET, "SeededV2_Tiny", 0), "checkpoint_final.pth"),
+        checkpoint = torch.load(os.path.join(fold_folder(results, dataset, trainer, fold), "checkpoint_final.pth"),
                                 map_location="cpu", weights_only=False)
         weights[name] = checkpoint["network_weights"]
     assert all(torch.equal(weights["first"][k], weights["again"][k]) for k in weights["first"])

@@ -50,7 +50,10 @@ case "${1:?prepare|prepare_heads|pretrain|study|restoration}" in
     "${PIN[@]}" nnUNet_genesis_prepare -t 601 -i "$RAW/Task61_DeepGrey/imagesTr" "$RAW/Task61_heads" -o 613 -np 1 ;;
   pretrain)
     # fold 0: the diagnostics score the fold's held-out validation cases (the same 4 cases the study validates on)
-    "${PIN[@]}" nnUNet_train 3d_fullres "$PRETRAINER" "$PRE_TASK" 0 ;;
+    # seeded (STUDY18_PRETRAIN_SEED, default 0; "" for nnU-Net's own draws): the same data, seed and machine give
+    # the same checkpoint again (nnunet_genesis/training_seed.py)
+    "${PIN[@]}" nnUNet_genesis_training_seed="${STUDY18_PRETRAIN_SEED-0}" \
+      nnUNet_train 3d_fullres "$PRETRAINER" "$PRE_TASK" 0 ;;
   study)
     # nnUNet_genesis_allow_unlearned=1: this study measures what fine-tuning does from whatever the pretraining
     # produced; if its record says it did not learn, the verdict is still printed in every Genesis log and in

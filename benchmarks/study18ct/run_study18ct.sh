@@ -31,7 +31,10 @@ case "${1:?prepare|pretrain|study|restoration}" in
     "${PIN[@]}" nnUNet_genesis_prepare -t 602 -i "$RAW/Task62_HeadCT/imagesTr" -o 622 -np 1 ;;
   pretrain)
     # fold 0: the diagnostics score the fold's held-out validation cases
-    "${PIN[@]}" nnUNet_train 3d_fullres "$PRETRAINER" Task622_GenesisHeadCT 0 ;;
+    # seeded (STUDY18CT_PRETRAIN_SEED, default 0; "" for nnU-Net's own draws): the same data, seed and machine give
+    # the same checkpoint again (nnunet_genesis/training_seed.py)
+    "${PIN[@]}" nnUNet_genesis_training_seed="${STUDY18CT_PRETRAIN_SEED-0}" \
+      nnUNet_train 3d_fullres "$PRETRAINER" Task622_GenesisHeadCT 0 ;;
   study)
     # shellcheck disable=SC2086
     "${PIN[@]}" nnUNet_genesis_study -t 602 -w "$WEIGHTS" -o "$OUT/${STUDY18CT_STUDY_NAME:-study_headct}" \

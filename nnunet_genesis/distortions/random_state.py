@@ -9,6 +9,25 @@ from batchgenerators.transforms.abstract_transforms import AbstractTransform
 SeedLike = Union[None, int, np.random.SeedSequence, np.random.Generator]
 
 
+_worker_key = None   # (process id, key): set in a seeded augmentation worker by set_worker_key
+
+
+def set_worker_key(key: int) -> None:
+    """Name this process, an augmentation worker of a seeded training (``nnunet_genesis/training_seed.py`` calls
+    it in each worker before its first batch), with ``key``, unique among the training's workers: a seeded
+    transform's Generator here is then derived from its seed and ``key`` rather than from the process id. A
+    process forked from this one does not inherit the key (it is tied to this process id)."""
+    global _worker_key
+    _worker_key = (os.getpid(), int(key))
+
+
+def _spawn_key(pid: int) -> tuple:
+    """What sets process ``pid``'s Generator apart from its siblings': its worker key, else its process id."""
+    if _worker_key is not None and _worker_key[0] == pid:
+        return (0, _worker_key[1])     # two entries: never equal to a process id's one
+    return (pid,)
+
+
 class GenesisRandomTransform(AbstractTransform):
     """Base of the Models Genesis transforms: a random Generator that is safe across processes.
 
@@ -19,7 +38,9 @@ class GenesisRandomTransform(AbstractTransform):
     which would repeat the parent's stream; so whenever ``os.getpid()`` differs from the process
     the Generator was made in, a new one is derived: from the seed, with the process id as spawn
     key (workers differ from each other and from the parent; not reproducible from run to run,
-    as process ids are not), or from fresh OS entropy when ``seed`` is None.
+    as process ids are not), or from fresh OS entropy when ``seed`` is None. A worker that a seeded
+    training named with :func:`set_worker_key` uses that key instead of its process id: the same
+    seed then gives the same draws in every run.
     """
 
     def __init__(self, seed: SeedLike = None, data_key: str = "data"):
@@ -53,8 +74,8 @@ class GenesisRandomTransform(AbstractTransform):
             seed = [int(v) for v in seed.integers(0, 2 ** 32, size=4)]
         if isinstance(seed, np.random.SeedSequence):
             return np.random.default_rng(np.random.SeedSequence(seed.entropy,
-                                                                spawn_key=tuple(seed.spawn_key) + (pid,)))
-        return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(pid,)))
+                                                                spawn_key=tuple(seed.spawn_key) + _spawn_key(pid)))
+        return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=_spawn_key(pid)))
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -45,7 +45,8 @@ def genesis_augmentation(dl_tr, dl_val, patch_size, params, train_transform, val
                          pin_memory=False):
     """(train, validation) MultiThreadedAugmenters for restoration, with nnU-Net's worker counts.
 
-    ``train_transform``: a GenesisTransform with seed None (fresh entropy in every worker process);
+    ``train_transform``: a GenesisTransform with seed None (fresh entropy in every worker process) or, in a
+    seeded training, the training's seed (the trainer then seeds the workers: ``nnunet_genesis/training_seed.py``);
     ``validation_transform``: one with the fixed validation seed, so that the validation loss compares between
     epochs (both from ``nnunet_genesis.pretraining.trainer_hooks.GenesisPretrainSettings``).
     """

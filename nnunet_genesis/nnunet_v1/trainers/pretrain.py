@@ -47,12 +47,13 @@ from nnunet_genesis.nnunet_v1.augmentation import genesis_augmentation
 from nnunet_genesis.nnunet_v1.network import preprocessed_volumes
 from nnunet_genesis.nnunet_v1.trainers.base import GenesisTrainerBase
 from nnunet_genesis.nnunet_v1.trainers.ddp import CpuCapableDDPMixin
+from nnunet_genesis.nnunet_v1.trainers.seeded import SeededTraining
 from nnunet_genesis.pretraining.loss import RestorationLoss, add_residual_output
 from nnunet_genesis.pretraining.recipes import make_optimizer
 from nnunet_genesis.pretraining.trainer_hooks import PretrainHooks
 
 
-class GenesisPretrainMixin(PretrainHooks, GenesisTrainerBase):
+class GenesisPretrainMixin(SeededTraining, PretrainHooks, GenesisTrainerBase):
     # --- the accessors PretrainHooks reads (nnunet_genesis/pretraining/trainer_hooks.py) ---------
     def genesis_epoch(self):
         return self.epoch
@@ -80,16 +81,19 @@ class GenesisPretrainMixin(PretrainHooks, GenesisTrainerBase):
         self.num_classes = self.num_input_channels
 
     def initialize(self, training=True, force_load_plans=False):
-        """nnUNetTrainerV2.initialize, then the restoration loss and data pipeline."""
+        """nnUNetTrainerV2.initialize (seeded by ``SeededTraining`` when ``nnUNet_genesis_training_seed`` is set),
+        then the restoration loss and data pipeline."""
         super().initialize(training, force_load_plans)
         self.loss = RestorationLoss()
         if training:
             # nnU-Net's generators were built (not started: workers start on the first batch);
-            # replace them with the restoration pipeline on the same data loaders.
+            # replace them with the restoration pipeline on the same data loaders, seeded like them.
+            seed = self.genesis_training_seed()
             self.tr_gen, self.val_gen = genesis_augmentation(
                 self.dl_tr, self.dl_val, self.data_aug_params["patch_size_for_spatialtransform"],
-                self.data_aug_params, self.make_genesis_transform(None), self.make_validation_transform(),
+                self.data_aug_params, self.make_genesis_transform(seed), self.make_validation_transform(),
                 pin_memory=self.pin_memory)
+            self.seed_augmenters(seed)
             self.diagnostics_schedule()  # its clock starts with training
 
     def initialize_network(self):

@@ -1,6 +1,7 @@
 """Common random numbers for nnU-Net v1 trainings (``nnunet_genesis/training_seed.py`` says why and what is
-seeded): ``SeededTraining``, mixed into every fine-tuning trainer here, and ``nnUNetTrainerV2_Seeded``, the stock
-``nnUNetTrainerV2`` with only this added (the default scratch arm of ``nnUNet_genesis_study``).
+seeded): ``SeededTraining``, mixed into every fine-tuning and pretraining trainer here, and
+``nnUNetTrainerV2_Seeded``, the stock ``nnUNetTrainerV2`` with only this added (the default scratch arm of
+``nnUNet_genesis_study``).
 
 nnU-Net 1.7.1's ``nnUNetTrainerV2.initialize`` (``nnunet/training/network_training/nnUNetTrainerV2.py``) builds
 the network, then the two ``MultiThreadedAugmenter`` s (``get_moreDA_augmentation``) without starting them
@@ -14,18 +15,28 @@ from nnunet_genesis.training_seed import (RANK_STRIDE, TRAINING_WORKERS, VALIDAT
 
 
 class SeededTraining:
-    """Seeds the training from ``nnUNet_genesis_training_seed`` when it is set (logged either way)."""
+    """Seeds the training from ``nnUNet_genesis_training_seed`` when it is set (logged either way). A trainer that
+    replaces ``tr_gen`` / ``val_gen`` after ``initialize`` (the pretraining's restoration pipeline) seeds its own
+    with :meth:`seed_augmenters`."""
+
+    def genesis_training_seed(self):
+        """This process's seed (the variable + ``RANK_STRIDE`` x nnUNetTrainerV2_DDP's rank), or None."""
+        seed = training_seed()
+        return None if seed is None else seed + RANK_STRIDE * int(getattr(self, "local_rank", 0) or 0)
+
+    def seed_augmenters(self, seed):
+        """Seed the workers of ``tr_gen`` and ``val_gen`` (not started yet) from ``seed``; nothing when None."""
+        if seed is not None:
+            seed_workers(self.tr_gen, seed + TRAINING_WORKERS)
+            seed_workers(self.val_gen, seed + VALIDATION_WORKERS)
 
     def initialize(self, training=True, force_load_plans=False):
-        seed = training_seed()
+        seed = self.genesis_training_seed()
         if seed is not None:
-            seed += RANK_STRIDE * int(getattr(self, "local_rank", 0) or 0)   # nnUNetTrainerV2_DDP's ranks
             seed_process(seed)
         super().initialize(training, force_load_plans)
         if training:
-            if seed is not None:
-                seed_workers(self.tr_gen, seed + TRAINING_WORKERS)
-                seed_workers(self.val_gen, seed + VALIDATION_WORKERS)
+            self.seed_augmenters(seed)
             self.print_to_log_file(seed_line(seed))
 
 

@@ -23,6 +23,7 @@ from nnunet_genesis.pretraining.loss import RestorationLoss, add_residual_output
 from nnunet_genesis.pretraining.trainer_hooks import PretrainHooks
 from nnunet_genesis.pretraining.recipes import RECIPES, make_optimizer, set_recipe_lr
 from nnunet_genesis.nnunet_v2.trainers.base import plain_network
+from nnunet_genesis.nnunet_v2.trainers.seeded import SeededTraining
 
 
 class RecipeLRSchedule:
@@ -53,9 +54,11 @@ def spatial_augmentation(patch_size, rotation_for_DA, do_dummy_2d_data_aug) -> l
     return spatial
 
 
-class nnUNetTrainer_GenesisPretrain(PretrainHooks, nnUNetTrainer):
+class nnUNetTrainer_GenesisPretrain(SeededTraining, PretrainHooks, nnUNetTrainer):
     """``nnUNetv2_train DatasetMMM 3d_fullres all -tr nnUNetTrainer_GenesisPretrain`` (see the package doc;
-    settings: ``nnunet_genesis.pretraining.trainer_hooks.GenesisPretrainSettings``)."""
+    settings: ``nnunet_genesis.pretraining.trainer_hooks.GenesisPretrainSettings``). With
+    ``nnUNet_genesis_training_seed`` set, every draw is seeded, the distortions' included
+    (``nnunet_genesis/nnunet_v2/trainers/seeded.py``)."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict, device=torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
@@ -125,9 +128,11 @@ class nnUNetTrainer_GenesisPretrain(PretrainHooks, nnUNetTrainer):
                                 foreground_labels=None, regions=None, ignore_label=None):
         """nnUNetTrainer.get_training_transforms' spatial augmentation (its SpatialTransform and dummy-2D
         wiring, taken from the stock pipeline, so its settings stay nnU-Net's), then the Genesis distortions
-        (fresh entropy per worker) instead of its intensity augmentation, mirroring and label handling."""
+        (fresh entropy per worker, or the training's seed when it is seeded) instead of its intensity augmentation,
+        mirroring and label handling."""
+        distort = self.make_genesis_transform(self.genesis_training_seed())
         return ComposeTransforms(spatial_augmentation(patch_size, rotation_for_DA, do_dummy_2d_data_aug)
-                                 + [GenesisRestorationTransform(self.make_genesis_transform(None))])
+                                 + [GenesisRestorationTransform(distort)])
 
     def get_validation_transforms(self, deep_supervision_scales, is_cascaded=False, foreground_labels=None,
                                   regions=None, ignore_label=None):

@@ -1,6 +1,7 @@
 """Common random numbers for nnU-Net v2 trainings (``nnunet_genesis/training_seed.py`` says why and what is
-seeded): ``SeededTraining``, mixed into every fine-tuning trainer here, and ``nnUNetTrainer_Seeded``, the stock
-``nnUNetTrainer`` with only this added (the default scratch arm of ``nnUNet_genesis_study --nnunet 2``).
+seeded): ``SeededTraining``, mixed into every fine-tuning and pretraining trainer here, and
+``nnUNetTrainer_Seeded``, the stock ``nnUNetTrainer`` with only this added (the default scratch arm of
+``nnUNet_genesis_study --nnunet 2``).
 
 nnunetv2 2.8.1's ``nnUNetTrainer`` (``nnunetv2/training/nnUNetTrainer/nnUNetTrainer.py``) builds the network
 in ``initialize`` (the main process is seeded before) and its augmenters in ``get_dataloaders``, which starts
@@ -33,18 +34,19 @@ def _seeded_augmenter(augmenter, seed):
 class SeededTraining:
     """Seeds the training from ``nnUNet_genesis_training_seed`` when it is set (logged either way)."""
 
-    def _genesis_training_seed(self):
+    def genesis_training_seed(self):
+        """This process's seed (the variable + ``RANK_STRIDE`` x the DDP rank), or None."""
         seed = training_seed()
         return None if seed is None else seed + RANK_STRIDE * int(self.local_rank or 0)
 
     def initialize(self):
-        seed = self._genesis_training_seed()
+        seed = self.genesis_training_seed()
         if seed is not None and not self.was_initialized:
             seed_process(seed)
         super().initialize()
 
     def get_dataloaders(self):
-        seed = self._genesis_training_seed()
+        seed = self.genesis_training_seed()
         if seed is None:
             self.print_to_log_file(seed_line(seed))
             return super().get_dataloaders()

@@ -14,6 +14,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from nnunet_genesis.transfer.shrink_perturb import DEFAULT_PRETRAINED_SHARE
 from tests.conftest import run_stock, stock_command, subprocess_env
 from tests.gpu_saved import save_as_if_on_gpu
 
@@ -23,7 +24,6 @@ PUBLISHED_KERNELS = [[3, 3, 3]] * 6
 
 TINY_TRAINER = '''
 from nnunet_genesis.nnunet_v1.trainers import nnUNetTrainerV2_Genesis
-from nnunet_genesis.transfer.shrink_perturb import DEFAULT_PRETRAINED_SHARE
 
 
 class nnUNetTrainerV2_Genesis_Tiny(nnUNetTrainerV2_Genesis):
@@ -91,14 +91,15 @@ def test_frozen_transferred_weights_survive_the_warm_up(finetuned):
     assert "Shrink and perturb: %d transferred convolution weights" % len(mixed) in finetuned["train_log"]
     final, source = [], []
     for key, source_key in loaded:
-        if key in mixed:  # share x the source + (1 - share) x the network's own initialisation (exact: test_finetuning.py)
+        if key in mixed:  # share x the source + (1 - share) x the network's own initialisation
+            # (exact: test_finetuning.py)
             assert not torch.equal(ckpt["state_dict"][key], finetuned["source_state"][source_key]), key
             final.append(ckpt["state_dict"][key].flatten())
             source.append(finetuned["source_state"][source_key].flatten())
         else:  # norms and biases: loaded unchanged from the source, and frozen during the warm-up
             assert torch.equal(ckpt["state_dict"][key], finetuned["source_state"][source_key]), key
-    # frozen too: the source's share of the final weights is still the default share (least squares over >100k independent
-    # elements: the fresh initialisation's contribution is of order 1/sqrt(n) = 0.003, far inside 0.05)
+    # frozen too: the source's share of the final weights is still the default share (least squares over >100k
+    # independent elements: the fresh initialisation's contribution is of order 1/sqrt(n) = 0.003, far inside 0.05)
     final, source = torch.cat(final).double(), torch.cat(source).double()
     assert final.numel() > 100_000
     assert abs(float(final @ source / (source @ source)) - DEFAULT_PRETRAINED_SHARE) < 0.05

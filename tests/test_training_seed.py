@@ -170,4 +170,3 @@ def test_nnunet_train_twice_with_one_seed_gives_identical_weights(ct_task, tmp_p
     assert weights["first"].keys() == weights["again"].keys()
     assert all(torch.equal(weights["first"][k], weights["again"][k]) for k in weights["first"])
     assert not all(torch.equal(weights["first"][k], weights["other"][k]) for k in weights["first"])
-

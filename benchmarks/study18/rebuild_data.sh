@@ -25,11 +25,13 @@ source "$ROOT/env.sh"
 mkdir -p "$nnUNet_raw_data_base" "$nnUNet_preprocessed" "$RESULTS_FOLDER"
 
 # the sources (docs/real_tasks.md, "Sources"); the wheels are read as files, never imported
-if [ ! -f /usr/share/mricron/templates/ch2.nii.gz ] || [ ! -f /usr/share/doc/invesalius-examples/examples/Cranium.inv3 ] \
+if [ ! -f /usr/share/mricron/templates/ch2.nii.gz ] \
+   || [ ! -f /usr/share/doc/invesalius-examples/examples/Cranium.inv3 ] \
    || [ ! -d /usr/share/doc/insighttoolkit5-examples ]; then
   apt-get update -qq && apt-get install -y -qq mricron-data invesalius-examples insighttoolkit5-examples
 fi
-python -c "import importlib.util as u, sys; sys.exit(0 if all(u.find_spec(m) for m in ('nilearn', 'nimare', 'pydeface')) else 1)" \
+python -c "import importlib.util as u, sys
+sys.exit(0 if all(u.find_spec(m) for m in ('nilearn', 'nimare', 'pydeface')) else 1)" \
   || pip install -q --no-deps nilearn nimare pydeface
 
 for pair in "deepgrey Task61_DeepGrey 601" "headct Task62_HeadCT 602"; do

@@ -37,7 +37,7 @@ copied=0
 for fold in "$SRC"/nnUNet_results/nnUNet/*/*/"${TRAINER}"__*/fold_*; do
   [ -f "$fold/model_final_checkpoint.model" ] || continue
   rel=${fold#"$SRC"/}
-  [ -e "$DST/$(dirname "$rel")/plans.pkl" ] || copy_new "$(dirname "$fold")/plans.pkl" "$DST/$(dirname "$rel")/plans.pkl" || true
+  copy_new "$(dirname "$fold")/plans.pkl" "$DST/$(dirname "$rel")/plans.pkl" || true
   copy_new "$fold" "$DST/$rel" && copied=$((copied + 1)) || true
 done
 for sub in predictions evaluation; do

@@ -19,11 +19,11 @@ export nnUNet_genesis_allow_unlearned=1
 case "$SETTING" in
   deepgrey_n2|deepgrey_n4)
     COUNT=${SETTING#deepgrey_n}; SUFFIX=_S18; OUT=/work/data18_run/study18
-    RUN=("$HERE/run_study18.sh" study); PREFIX=STUDY18
+    RUN=("$HERE/run_study18.sh" study); PREFIX=STUDY18; NAME_VAR=STUDY18_STUDY
     export STUDY18_CORE=$CORE STUDY18_COUNTS=$COUNT ;;
   headct16_n2|headct16_n4|headct64_n2)
     COUNT=${SETTING#headct??_n}; SUFFIX=_S18CT; OUT=/work/data18_run/study18ct
-    RUN=("$HERE/../study18ct/run_study18ct.sh" study); PREFIX=STUDY18CT
+    RUN=("$HERE/../study18ct/run_study18ct.sh" study); PREFIX=STUDY18CT; NAME_VAR=STUDY18CT_STUDY_NAME
     ITERS=${SETTING#headct}; ITERS=${ITERS%_n*}
     export STUDY18CT_CORE=$CORE STUDY18CT_COUNTS=$COUNT STUDY18CT_FT_EPOCHS=$((ITERS / 4)) STUDY18CT_FT_ITERS=4 \
            STUDY18CT_FT_VAL_BATCHES=1 ;;
@@ -33,12 +33,8 @@ SCRATCH=nnUNetTrainerV2_ScratchSeeded$SUFFIX
 A=s6_${SETTING}_mix30; B=s6_${SETTING}_mix10
 study() {   # study NAME GENESIS_TRAINER SEEDS...
   local name=$1 trainer=$2; shift 2
-  if [ "$PREFIX" = STUDY18 ]; then
-    env STUDY18_STUDY="$name" STUDY18_SEEDS="$*" STUDY18_GENESIS_TRAINER="$trainer" STUDY18_SCRATCH_TRAINER="$SCRATCH" "${RUN[@]}"
-  else
-    env STUDY18CT_STUDY_NAME="$name" STUDY18CT_SEEDS="$*" STUDY18CT_GENESIS_TRAINER="$trainer" \
-        STUDY18CT_SCRATCH_TRAINER="$SCRATCH" "${RUN[@]}"
-  fi
+  env "$NAME_VAR=$name" "${PREFIX}_SEEDS=$*" "${PREFIX}_GENESIS_TRAINER=$trainer" "${PREFIX}_SCRATCH_TRAINER=$SCRATCH" \
+      "${RUN[@]}"
 }
 done_seeds=()
 for seed in "${SEEDS[@]}"; do

@@ -10,6 +10,26 @@ source /work/data18_run/env.sh
 RAW=/work/data18_run/raw
 export nnUNet_extTrainer="$HERE/trainers"
 
+# pretraining_results SEED: where the pretraining with seed SEED writes its checkpoint: RESULTS_FOLDER for seed 0 and
+# for "" (unseeded), as always; RESULTS_FOLDER_pretrain_seedN beside it for another seed, so that no seed's
+# checkpoint replaces another's (the pretraining seed as a study factor, docs/measurements_study18_crn.md section 7).
+pretraining_results() {
+  case "$1" in 0|"") echo "$RESULTS_FOLDER" ;; *) echo "${RESULTS_FOLDER}_pretrain_seed$1" ;; esac
+}
+
+# pretrain_step FOLD COMMAND...: the pretraining COMMAND, unless FOLD holds its final checkpoint (a checkpoint is
+# never trained over: move the folder away to train again); with -c where FOLD holds an interrupted one's latest
+pretrain_step() {
+  local fold=$1; shift
+  if [ -f "$fold/model_final_checkpoint.model" ]; then
+    echo "[skip] pretraining: $fold/model_final_checkpoint.model exists"
+  elif [ -f "$fold/model_latest.model" ]; then
+    "$@" -c
+  else
+    "$@"
+  fi
+}
+
 study_pin() {
   PIN=(taskset -c "$1" nice -n "$2" env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nnUNet_n_proc_DA=1)
 }

@@ -13,7 +13,8 @@
 # Settings (environment): STUDY18_OUT (output root), STUDY18_STUDY (the study's folder in it), STUDY18_CORE
 # (the core, default 1), STUDY18_PRETRAINER (a pretraining variant in trainers/study18_trainers.py),
 # STUDY18_SEEDS, STUDY18_COUNTS, STUDY18_FT_EPOCHS x STUDY18_FT_ITERS (fine-tuning budget of both arms),
-# STUDY18_PRETRAIN_TASK, STUDY18_WEIGHTS (default: that task's fold-0 final checkpoint),
+# STUDY18_PRETRAIN_TASK, STUDY18_PRETRAIN_SEED (default 0; another seed pretrains into, and studies from, its own
+# results folder: common.sh pretraining_results), STUDY18_WEIGHTS (default: that task's fold-0 final checkpoint),
 # STUDY18_GENESIS_TRAINER (a variant in trainers/study18_trainers.py), STUDY18_SCRATCH_TRAINER (default the
 # unseeded nnUNetTrainerV2_Scratch_S18; nnUNetTrainerV2_ScratchSeeded_S18 shares the Genesis arm's draws).
 #
@@ -27,7 +28,9 @@ export STUDY18_FT_EPOCHS=${STUDY18_FT_EPOCHS:-10} STUDY18_FT_ITERS=${STUDY18_FT_
 study_pin "${STUDY18_CORE:-1}" 5
 PRETRAINER=${STUDY18_PRETRAINER:-nnUNetTrainerV2_GenesisPretrain_S18Inside}
 PRE_TASK=${STUDY18_PRETRAIN_TASK:-Task611_GenesisDeepGrey}
-PRE_FOLD="$RESULTS_FOLDER/nnUNet/3d_fullres/$PRE_TASK/${PRETRAINER}__nnUNetPlansv2.1/fold_0"
+PRE_SEED=${STUDY18_PRETRAIN_SEED-0}
+PRE_RESULTS=$(pretraining_results "$PRE_SEED")
+PRE_FOLD="$PRE_RESULTS/nnUNet/3d_fullres/$PRE_TASK/${PRETRAINER}__nnUNetPlansv2.1/fold_0"
 WEIGHTS=${STUDY18_WEIGHTS:-$PRE_FOLD/model_final_checkpoint.model}
 GENESIS_TRAINER=${STUDY18_GENESIS_TRAINER:-nnUNetTrainerV2_Genesis_S18}
 STUDY=${STUDY18_STUDY:-study_deepgrey}
@@ -52,7 +55,7 @@ case "${1:?prepare|prepare_heads|pretrain|study|restoration}" in
     # fold 0: the diagnostics score the fold's held-out validation cases (the same 4 cases the study validates on)
     # seeded (STUDY18_PRETRAIN_SEED, default 0; "" for nnU-Net's own draws): the same data, seed and machine give
     # the same checkpoint again (nnunet_genesis/training_seed.py)
-    "${PIN[@]}" nnUNet_genesis_training_seed="${STUDY18_PRETRAIN_SEED-0}" \
+    pretrain_step "$PRE_FOLD" "${PIN[@]}" RESULTS_FOLDER="$PRE_RESULTS" nnUNet_genesis_training_seed="$PRE_SEED" \
       nnUNet_train 3d_fullres "$PRETRAINER" "$PRE_TASK" 0 ;;
   study)
     # nnUNet_genesis_allow_unlearned=1: this study measures what fine-tuning does from whatever the pretraining

@@ -9,7 +9,8 @@
 #                                                   # (STUDY18CT_PRETRAINER: a variant in trainers/)
 #   benchmarks/study18ct/run_study18ct.sh study     # nnUNet_genesis_study, seeds 0-4, counts 2 4 (STUDY18CT_COUNTS)
 #                                                   # (STUDY18CT_SCRATCH_TRAINER / _GENESIS_TRAINER: the arms;
-#                                                   #  STUDY18CT_WEIGHTS: other weights than the pretraining's)
+#                                                   #  STUDY18CT_WEIGHTS: other weights than the pretraining's;
+#                                                   #  STUDY18CT_PRETRAIN_SEED: as in ../study18/run_study18.sh)
 #   benchmarks/study18ct/run_study18ct.sh restoration ARGS  # nnUNet_genesis_restoration, independent check
 #
 # Needs: the worktree's venv, /work/data18_run/env.sh (Task602 built and planned, docs/real_tasks.md).
@@ -22,7 +23,9 @@ export STUDY18CT_FT_EPOCHS=${STUDY18CT_FT_EPOCHS:-8} STUDY18CT_FT_ITERS=${STUDY1
 export STUDY18CT_FT_VAL_BATCHES=${STUDY18CT_FT_VAL_BATCHES:-2}
 study_pin "${STUDY18CT_CORE:-0}" 19
 PRETRAINER=${STUDY18CT_PRETRAINER:-nnUNetTrainerV2_GenesisPretrain_S18CTInside}
-PRE_FOLD="$RESULTS_FOLDER/nnUNet/3d_fullres/Task622_GenesisHeadCT/${PRETRAINER}__nnUNetPlansv2.1/fold_0"
+PRE_SEED=${STUDY18CT_PRETRAIN_SEED-0}
+PRE_RESULTS=$(pretraining_results "$PRE_SEED")
+PRE_FOLD="$PRE_RESULTS/nnUNet/3d_fullres/Task622_GenesisHeadCT/${PRETRAINER}__nnUNetPlansv2.1/fold_0"
 WEIGHTS=${STUDY18CT_WEIGHTS:-$PRE_FOLD/model_final_checkpoint.model}
 mkdir -p "$OUT"
 case "${1:?prepare|pretrain|study|restoration}" in
@@ -33,7 +36,7 @@ case "${1:?prepare|pretrain|study|restoration}" in
     # fold 0: the diagnostics score the fold's held-out validation cases
     # seeded (STUDY18CT_PRETRAIN_SEED, default 0; "" for nnU-Net's own draws): the same data, seed and machine give
     # the same checkpoint again (nnunet_genesis/training_seed.py)
-    "${PIN[@]}" nnUNet_genesis_training_seed="${STUDY18CT_PRETRAIN_SEED-0}" \
+    pretrain_step "$PRE_FOLD" "${PIN[@]}" RESULTS_FOLDER="$PRE_RESULTS" nnUNet_genesis_training_seed="$PRE_SEED" \
       nnUNet_train 3d_fullres "$PRETRAINER" Task622_GenesisHeadCT 0 ;;
   study)
     # shellcheck disable=SC2086

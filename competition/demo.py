@@ -4,8 +4,9 @@
              nilearn (``competition/demo_data.py``);
 2. pipeline  ``nnUNet_genesis_run_task`` on it up to the unlabeled volumes: convert, plan, prepare
              (imagesTr without labels + imagesTs) with the task's plans;
-3. pretrain  Models Genesis pretraining with the default recipe (stock ``nnUNet_train``, progress
-             per epoch), then its restoration per distortion against the identity and mean baselines;
+3. pretrain  Models Genesis pretraining with the default recipe (stock ``nnUNet_train``, seeded with
+             ``nnUNet_genesis_training_seed``: the same checkpoint on every run on one machine; progress per
+             epoch), then its restoration per distortion against the identity and mean baselines;
 4. study     ``nnUNet_genesis_study``: scratch vs Genesis fine-tuning with 2 and all labelled cases
              of fold 0, 2 seeds each, same budget; test predictions scored; ``study.md`` / ``study.png``;
 5. submit    a leaderboard-style zip of the Genesis predictions (all labelled cases, seed 0), validated;
@@ -28,6 +29,7 @@ from competition.study import NETWORK
 from nnunet_genesis.io import raw_dataset
 from nnunet_genesis.io.atomic import atomic_write
 from nnunet_genesis.nnunet_v1 import layout
+from nnunet_genesis.training_seed import VARIABLE as SEED_VARIABLE
 from nnunet_genesis.transfer.report import TRANSFER_REPORT_FILE
 
 DEMO_TASK = "Task11_BrainTissueDemo"
@@ -43,6 +45,10 @@ MARKER = ".nnunet_genesis_demo"
 SCALE_ENV = "NNUNET_GENESIS_DEMO_SCALE"
 STUDY_COUNTS = ("2", "all")
 STUDY_SEEDS = (0, 1)
+# The pretraining's seed: a rerun on the same machine gives the same checkpoint, so the demo's study is repeatable
+# (the study seeds its own runs; docs/measurements_study18_crn.md, section 6: the pretraining draw alone moves
+# the study's difference as much as the recipe does).
+PRETRAIN_SEED = 0
 
 
 class DemoError(RuntimeError):
@@ -110,8 +116,8 @@ class Console:
 
 
 def pretrain_with_progress(env, pretrain_task, log_file, say):
-    """Stock ``nnUNet_train`` of the demo's pretraining trainer, with an epoch progress bar
-    (skipped when finished, resumed with ``-c`` when interrupted)."""
+    """Stock ``nnUNet_train`` of the demo's pretraining trainer, seeded with :data:`PRETRAIN_SEED`, with an epoch
+    progress bar (skipped when finished, resumed with ``-c`` when interrupted)."""
     from tqdm import tqdm
     from competition.pipeline import format_command
     from competition.study import run_logged
@@ -125,9 +131,10 @@ def pretrain_with_progress(env, pretrain_task, log_file, say):
                pretrain_task, "all"]
     if os.path.isfile(os.path.join(fold_dir, layout.LATEST_CHECKPOINT)):
         command.append("-c")
-    say("$ " + format_command(command, env))
+    seeded = dict(env, **{SEED_VARIABLE: str(PRETRAIN_SEED)})
+    say("$ %s=%d %s" % (SEED_VARIABLE, PRETRAIN_SEED, format_command(command, seeded)))
     with tqdm(desc="pretraining", unit="epoch", file=say.stream) as bar:
-        run_logged(command, env, log_file, progress=lambda: bar.update(1))
+        run_logged(command, seeded, log_file, progress=lambda: bar.update(1))
     return fold_dir
 
 

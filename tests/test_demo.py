@@ -1,9 +1,12 @@
 """The README's main job, nnUNet_genesis_demo, run as a user runs it (console script), on a small budget."""
 import json
 import os
+import re
 import subprocess
 import zipfile
 
+from competition.demo import PRETRAIN_SEED
+from competition.study import logged_training_seed
 from tests.conftest import stock_command, subprocess_env
 
 
@@ -28,6 +31,10 @@ def test_demo_runs_end_to_end_and_resumes(tmp_path):
     assert (out / "comparison" / "compare.png").stat().st_size > 0
     # restoration per distortion against the identity baseline, printed after pretraining
     assert "local_shuffle" in first.stdout and "identity" in first.stdout and "out_painting" in first.stdout
+    # the pretraining is seeded: the printed command names the seed and nnU-Net's own log confirms it
+    assert re.search(r"\$ nnUNet_genesis_training_seed=%d \S*nnUNet_train " % PRETRAIN_SEED, first.stdout)
+    pretrain_fold, = (out / "nnUNet_results").glob("**/nnUNetTrainerV2_GenesisPretrain_Demo__*/all")
+    assert logged_training_seed(str(pretrain_fold)) == PRETRAIN_SEED
     # the study: both arms at 2 and all labelled cases, its table and learning curve
     study = json.loads((out / "study" / "study.json").read_text())
     assert sorted((r["arm"], r["count"]) for r in study["runs"]) == [

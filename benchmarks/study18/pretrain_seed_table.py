@@ -1,0 +1,74 @@
+"""The pretraining seed as a study factor (docs/measurements_study18_crn.md section 7): one setting's studies from
+several pretraining checkpoints of one recipe, all against the same scratch runs.
+
+    python benchmarks/study18/pretrain_seed_table.py SETTING=STUDY_P0,STUDY_P1[,...] [SETTING=... ...]
+
+Each argument names a setting and its ``nnUNet_genesis_study`` folders, one per pretraining seed, in seed order
+(seed 0's is section 6's ``s6_SETTING_mix30``; ``pretrain_seeds.sh`` writes ``s7_SETTING_pN``), each holding one
+labelled-case count. Over the fine-tuning seeds that every folder holds, per setting:
+
+* per checkpoint: the paired difference Genesis − scratch over the fine-tuning seeds, its 95 % t-interval and the
+  seeds better / worse (``competition/study_stats.py``, the study's own statistics);
+* "mean of the checkpoints": per fine-tuning seed the mean of the checkpoints' differences, then the same
+  statistics over those seeds. Its interval is about these checkpoints, not about the recipe's checkpoints in
+  general: with two of them the between-checkpoint variance cannot be estimated, only shown;
+* the spread: the largest minus the smallest of the checkpoints' mean differences.
+
+The scratch runs must be the same runs in every folder (``share_scratch.sh`` copies them): their test Dice is
+compared seed by seed, and a difference stops the script.
+"""
+import sys
+
+import numpy as np
+
+from competition.study_stats import paired_over_seeds
+from share_rule import genesis_and_scratch
+
+
+def row(setting, count, label, stats):
+    low, high = stats["ci95"]
+    return "| %s | %s | %s | %+.3f | [%+.3f, %+.3f] | %d / %d |" % (
+        setting, count, label, stats["mean_difference"], low, high, stats["genesis_better_seeds"],
+        stats["scratch_better_seeds"])
+
+
+def main(args):
+    if not args:
+        sys.exit(__doc__)
+    print("| setting | labelled | checkpoint | Δ (Genesis − scratch) | 95 % CI of Δ | seeds better / worse |")
+    print("|---|---:|---|---:|---:|---:|")
+    for arg in args:
+        setting, _, folders = arg.partition("=")
+        studies = [genesis_and_scratch(folder) for folder in folders.split(",")]
+        missing = [folder for folder, (_, _, count) in zip(folders.split(","), studies) if count is None]
+        if missing:
+            print("| %s | | none yet (no study.json in %s) | | | |" % (setting, missing[0]))
+            continue
+        counts = {count for _, _, count in studies}
+        if len(counts) != 1:
+            sys.exit("%s: the folders hold other counts (%s)" % (setting, sorted(counts)))
+        count = counts.pop()
+        seeds = sorted(set.intersection(*(set(g) & set(s) for g, s, _ in studies)))
+        if len(seeds) < 2:
+            print("| %s | %s | fewer than 2 fine-tuning seeds in every folder | | | |" % (setting, count))
+            continue
+        scratch = {s: studies[0][1][s]["mean_dice"] for s in seeds}
+        for folder, (_, other, _) in zip(folders.split(","), studies):
+            for s in seeds:
+                if abs(other[s]["mean_dice"] - scratch[s]) > 1e-9:
+                    sys.exit("%s: seed %d's scratch run differs from the first folder's (%.6f, %.6f): not shared "
+                             "runs" % (folder, s, other[s]["mean_dice"], scratch[s]))
+        means = []
+        for seed_of_pretraining, (genesis, _, _) in enumerate(studies):
+            stats = paired_over_seeds(scratch, {s: genesis[s]["mean_dice"] for s in seeds})
+            means.append(stats["mean_difference"])
+            print(row(setting, count, "pretraining seed %d" % seed_of_pretraining, stats))
+        averaged = {s: scratch[s] + float(np.mean([g[s]["mean_dice"] - scratch[s] for g, _, _ in studies]))
+                    for s in seeds}
+        print(row(setting, count, "**mean of the %d checkpoints** (spread %.3f)" % (len(studies),
+                                                                                   max(means) - min(means)),
+                  paired_over_seeds(scratch, averaged)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

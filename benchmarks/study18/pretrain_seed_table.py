@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 from competition.study_stats import paired_over_seeds
-from share_rule import genesis_and_scratch
+from share_rule import check_shared_scratch, genesis_and_scratch
 
 
 def row(setting, count, label, stats):
@@ -38,9 +38,10 @@ def main(args):
     print("| setting | labelled | checkpoint | Δ (Genesis − scratch) | 95 % CI of Δ | seeds better / worse |")
     print("|---|---:|---|---:|---:|---:|")
     for arg in args:
-        setting, _, folders = arg.partition("=")
-        studies = [genesis_and_scratch(folder) for folder in folders.split(",")]
-        missing = [folder for folder, (_, _, count) in zip(folders.split(","), studies) if count is None]
+        setting, _, joined = arg.partition("=")
+        folders = joined.split(",")
+        studies = [genesis_and_scratch(folder) for folder in folders]
+        missing = [folder for folder, (_, _, count) in zip(folders, studies) if count is None]
         if missing:
             print("| %s | | none yet (no study.json in %s) | | | |" % (setting, missing[0]))
             continue
@@ -52,12 +53,9 @@ def main(args):
         if len(seeds) < 2:
             print("| %s | %s | fewer than 2 fine-tuning seeds in every folder | | | |" % (setting, count))
             continue
+        for folder, (_, other, _) in zip(folders[1:], studies[1:]):
+            check_shared_scratch(studies[0][1], other, seeds, "%s: %s" % (setting, folder))
         scratch = {s: studies[0][1][s]["mean_dice"] for s in seeds}
-        for folder, (_, other, _) in zip(folders.split(","), studies):
-            for s in seeds:
-                if abs(other[s]["mean_dice"] - scratch[s]) > 1e-9:
-                    sys.exit("%s: seed %d's scratch run differs from the first folder's (%.6f, %.6f): not shared "
-                             "runs" % (folder, s, other[s]["mean_dice"], scratch[s]))
         means = []
         for seed_of_pretraining, (genesis, _, _) in enumerate(studies):
             stats = paired_over_seeds(scratch, {s: genesis[s]["mean_dice"] for s in seeds})

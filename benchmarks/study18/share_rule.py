@@ -34,6 +34,15 @@ def genesis_and_scratch(folder):
     return by_arm["genesis"], by_arm["scratch"], counts[0]
 
 
+def check_shared_scratch(scratch, other, seeds, where):
+    """Stop unless ``other``'s scratch runs ({seed: run}) have the test Dice of ``scratch``'s, seed by seed: the
+    same runs, copied by share_scratch.sh. ``where`` names ``other`` in the message."""
+    for s in seeds:
+        if abs(other[s]["mean_dice"] - scratch[s]["mean_dice"]) > 1e-9:
+            sys.exit("%s seed %d: the scratch run differs from the first folder's (%.6f, %.6f): not shared runs"
+                     % (where, s, other[s]["mean_dice"], scratch[s]["mean_dice"]))
+
+
 def main(args):
     if not args:
         sys.exit(__doc__)
@@ -55,10 +64,7 @@ def main(args):
         if not seeds:
             print("| %s | %s | none yet | | | | | |" % (setting, count))
             continue
-        for s in seeds:
-            if abs(s30[s]["mean_dice"] - s10[s]["mean_dice"]) > 1e-9:
-                sys.exit("%s seed %d: the two folders' scratch runs differ (%.6f, %.6f): not shared runs"
-                         % (setting, s, s30[s]["mean_dice"], s10[s]["mean_dice"]))
+        check_shared_scratch(s30, s10, seeds, "%s: %s" % (setting, low))
         v30 = float(np.mean([g30[s]["validation_dice"] for s in seeds]))
         v10 = float(np.mean([g10[s]["validation_dice"] for s in seeds]))
         sc = np.array([s30[s]["mean_dice"] for s in seeds])

@@ -17,12 +17,27 @@ pretraining_results() {
   case "$1" in 0|"") echo "$RESULTS_FOLDER" ;; *) echo "${RESULTS_FOLDER}_pretrain_seed$1" ;; esac
 }
 
-# pretrain_step FOLD COMMAND...: the pretraining COMMAND, unless FOLD holds its final checkpoint (a checkpoint is
-# never trained over: move the folder away to train again); with -c where FOLD holds an interrupted one's latest
+# pretrain_step FOLD EPOCHS ITERS COMMAND...: the pretraining COMMAND (a budget of EPOCHS x ITERS iterations),
+# unless FOLD holds its final checkpoint: a checkpoint is never trained over (move the folder away to train again),
+# and one trained with another budget (nnU-Net's debug.json: max_num_epochs, num_batches_per_epoch) stops the step
+# instead of being used as this one's; with -c where FOLD holds an interrupted one's latest
 pretrain_step() {
-  local fold=$1; shift
+  local fold=$1 epochs=$2 iters=$3; shift 3
   if [ -f "$fold/model_final_checkpoint.model" ]; then
-    echo "[skip] pretraining: $fold/model_final_checkpoint.model exists"
+    python - "$fold" "$epochs" "$iters" <<'PY' || return 1
+import json, os, sys
+fold, epochs, iters = sys.argv[1:]
+try:
+    with open(os.path.join(fold, "debug.json")) as f:
+        debug = json.load(f)
+    trained = (debug["max_num_epochs"], debug["num_batches_per_epoch"])
+except (OSError, ValueError, KeyError) as error:
+    sys.exit("%s: its final checkpoint's budget cannot be read from debug.json (%s)" % (fold, error))
+if trained != (epochs, iters):
+    sys.exit("%s: its final checkpoint was trained %s x %s iterations, this step asks for %s x %s: move the folder "
+             "away to train it again" % (fold, trained[0], trained[1], epochs, iters))
+PY
+    echo "[skip] pretraining: $fold/model_final_checkpoint.model exists (${epochs} x ${iters} iterations)"
   elif [ -f "$fold/model_latest.model" ]; then
     "$@" -c
   else

@@ -6,7 +6,8 @@
 #   benchmarks/study18/run_study18.sh prepare   # unlabeled Task611_GenesisDeepGrey = Task601's 16 training images
 #                                               # (+ Task612 for the restoration check only)
 #   benchmarks/study18/run_study18.sh prepare_heads  # Task613: the 16 crops + 4 whole heads (STUDY18_PRETRAIN_TASK=Task613_GenesisDeepGrey)
-#   benchmarks/study18/run_study18.sh pretrain  # adamw_inpaint_inside, STUDY18_PRETRAIN_EPOCHS x _ITERS, fold 0
+#   benchmarks/study18/run_study18.sh pretrain  # adamw_inpaint_inside, STUDY18_PRETRAIN_EPOCHS x _ITERS
+#                                               # (default 28 x 25: 30 CPU-minutes), fold 0
 #   benchmarks/study18/run_study18.sh study     # nnUNet_genesis_study, seeds 0-4, counts 2 4 (STUDY18_COUNTS)
 #   benchmarks/study18/run_study18.sh restoration  # independent check of the final checkpoint
 #
@@ -55,7 +56,8 @@ case "${1:?prepare|prepare_heads|pretrain|study|restoration}" in
     # fold 0: the diagnostics score the fold's held-out validation cases (the same 4 cases the study validates on)
     # seeded (STUDY18_PRETRAIN_SEED, default 0; "" for nnU-Net's own draws): the same data, seed and machine give
     # the same checkpoint again (nnunet_genesis/training_seed.py)
-    pretrain_step "$PRE_FOLD" "${PIN[@]}" RESULTS_FOLDER="$PRE_RESULTS" nnUNet_genesis_training_seed="$PRE_SEED" \
+    pretrain_step "$PRE_FOLD" "$STUDY18_PRETRAIN_EPOCHS" "$STUDY18_PRETRAIN_ITERS" \
+      "${PIN[@]}" RESULTS_FOLDER="$PRE_RESULTS" nnUNet_genesis_training_seed="$PRE_SEED" \
       nnUNet_train 3d_fullres "$PRETRAINER" "$PRE_TASK" 0 ;;
   study)
     # nnUNet_genesis_allow_unlearned=1: this study measures what fine-tuning does from whatever the pretraining

@@ -9,8 +9,8 @@
 # SETTING: deepgrey_n2 | deepgrey_n4   (Task601, 100 fine-tuning iterations, run_study18.sh)
 #          headct16_n2 | headct16_n4   (Task602, 16 iterations, ../study18ct/run_study18ct.sh)
 #          headct64_n2                 (Task602, 64 iterations)
-# Pretraining budgets (30 CPU-minutes, section 6): Task611 28 x 25 iterations (the run script's default), Task622
-# 9 x 25.
+# Pretraining budgets (30 CPU-minutes, section 6): the run scripts' defaults, Task611 28 x 25 iterations, Task622
+# 9 x 25 (run_study18ct.sh's default since 2026-12-05; sections 2 to 5 of the CT study name theirs).
 setting_env() {
   case "$1" in
     deepgrey_n2|deepgrey_n4)
@@ -22,7 +22,7 @@ setting_env() {
       RUN="$HERE/../study18ct/run_study18ct.sh"; PREFIX=STUDY18CT; NAME_VAR=STUDY18CT_STUDY_NAME
       local iters=${1#headct}; iters=${iters%_n*}
       export STUDY18CT_CORE=$2 STUDY18CT_COUNTS=$COUNT STUDY18CT_FT_EPOCHS=$((iters / 4)) STUDY18CT_FT_ITERS=4 \
-             STUDY18CT_FT_VAL_BATCHES=1 STUDY18CT_PRETRAIN_EPOCHS=9 STUDY18CT_PRETRAIN_ITERS=25 ;;
+             STUDY18CT_FT_VAL_BATCHES=1 ;;
     *) echo "unknown setting $1" >&2; return 2 ;;
   esac
   SCRATCH=nnUNetTrainerV2_ScratchSeeded$SUFFIX

@@ -5,7 +5,8 @@
 # single-threaded, one augmentation worker: the budgets below are wall-minutes on that one core.
 #
 #   benchmarks/study18ct/run_study18ct.sh prepare   # unlabeled Task622_GenesisHeadCT = Task602's 24 training images
-#   benchmarks/study18ct/run_study18ct.sh pretrain  # adamw_inpaint_inside, STUDY18CT_PRETRAIN_EPOCHS x _ITERS, fold 0
+#   benchmarks/study18ct/run_study18ct.sh pretrain  # adamw_inpaint_inside, STUDY18CT_PRETRAIN_EPOCHS x _ITERS
+#                                                   # (default 9 x 25: 30 CPU-minutes), fold 0
 #                                                   # (STUDY18CT_PRETRAINER: a variant in trainers/)
 #   benchmarks/study18ct/run_study18ct.sh study     # nnUNet_genesis_study, seeds 0-4, counts 2 4 (STUDY18CT_COUNTS)
 #                                                   # (STUDY18CT_SCRATCH_TRAINER / _GENESIS_TRAINER: the arms;
@@ -18,7 +19,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 source "$HERE/../study18/common.sh"
 OUT=${STUDY18CT_OUT:-/work/data18_run/study18ct}
-export STUDY18CT_PRETRAIN_EPOCHS=${STUDY18CT_PRETRAIN_EPOCHS:-24} STUDY18CT_PRETRAIN_ITERS=${STUDY18CT_PRETRAIN_ITERS:-25}
+export STUDY18CT_PRETRAIN_EPOCHS=${STUDY18CT_PRETRAIN_EPOCHS:-9} STUDY18CT_PRETRAIN_ITERS=${STUDY18CT_PRETRAIN_ITERS:-25}
 export STUDY18CT_FT_EPOCHS=${STUDY18CT_FT_EPOCHS:-8} STUDY18CT_FT_ITERS=${STUDY18CT_FT_ITERS:-10}
 export STUDY18CT_FT_VAL_BATCHES=${STUDY18CT_FT_VAL_BATCHES:-2}
 study_pin "${STUDY18CT_CORE:-0}" 19
@@ -36,7 +37,8 @@ case "${1:?prepare|pretrain|study|restoration}" in
     # fold 0: the diagnostics score the fold's held-out validation cases
     # seeded (STUDY18CT_PRETRAIN_SEED, default 0; "" for nnU-Net's own draws): the same data, seed and machine give
     # the same checkpoint again (nnunet_genesis/training_seed.py)
-    pretrain_step "$PRE_FOLD" "${PIN[@]}" RESULTS_FOLDER="$PRE_RESULTS" nnUNet_genesis_training_seed="$PRE_SEED" \
+    pretrain_step "$PRE_FOLD" "$STUDY18CT_PRETRAIN_EPOCHS" "$STUDY18CT_PRETRAIN_ITERS" \
+      "${PIN[@]}" RESULTS_FOLDER="$PRE_RESULTS" nnUNet_genesis_training_seed="$PRE_SEED" \
       nnUNet_train 3d_fullres "$PRETRAINER" Task622_GenesisHeadCT 0 ;;
   study)
     # shellcheck disable=SC2086

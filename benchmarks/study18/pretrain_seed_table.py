@@ -1,11 +1,12 @@
 """The pretraining seed as a study factor (docs/measurements_study18_crn.md section 7): one setting's studies from
 several pretraining checkpoints of one recipe, all against the same scratch runs.
 
-    python benchmarks/study18/pretrain_seed_table.py SETTING=STUDY_P0,STUDY_P1[,...] [SETTING=... ...]
+    python benchmarks/study18/pretrain_seed_table.py [--seeds=5,6,7,8,9] SETTING=STUDY_P0,STUDY_P1[,...] [...]
 
 Each argument names a setting and its ``nnUNet_genesis_study`` folders, one per pretraining seed, in seed order
 (seed 0's is section 6's ``s6_SETTING_mix30``; ``pretrain_seeds.sh`` writes ``s7_SETTING_pN``), each holding one
-labelled-case count. Over the fine-tuning seeds that every folder holds, per setting:
+labelled-case count. Over the fine-tuning seeds that every folder holds (or over those ``--seeds`` names, which every
+folder must hold: e.g. the seeds a study added later, as a replication of the first ones), per setting:
 
 * per checkpoint: the paired difference Genesis − scratch over the fine-tuning seeds, its 95 % t-interval and the
   seeds better / worse (``competition/study_stats.py``, the study's own statistics);
@@ -25,33 +26,48 @@ from competition.study_stats import paired_over_seeds
 from share_rule import check_shared_scratch, genesis_and_scratch
 
 
-def row(setting, count, label, stats):
+def row(setting, count, seeds, label, stats):
     low, high = stats["ci95"]
-    return "| %s | %s | %s | %+.3f | [%+.3f, %+.3f] | %d / %d |" % (
-        setting, count, label, stats["mean_difference"], low, high, stats["genesis_better_seeds"],
+    return "| %s | %s | %s | %s | %+.3f | [%+.3f, %+.3f] | %d / %d |" % (
+        setting, count, seeds, label, stats["mean_difference"], low, high, stats["genesis_better_seeds"],
         stats["scratch_better_seeds"])
 
 
+def seed_range(seeds):
+    """'0-9' for consecutive seeds, else the list."""
+    if seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return "%d-%d" % (seeds[0], seeds[-1])
+    return ", ".join(map(str, seeds))
+
+
 def main(args):
+    chosen = None
+    if args and args[0].startswith("--seeds="):
+        chosen = sorted(int(s) for s in args.pop(0).split("=", 1)[1].split(","))
     if not args:
         sys.exit(__doc__)
-    print("| setting | labelled | checkpoint | Δ (Genesis − scratch) | 95 % CI of Δ | seeds better / worse |")
-    print("|---|---:|---|---:|---:|---:|")
+    print("| setting | labelled | fine-tuning seeds | checkpoint | Δ (Genesis − scratch) | 95 % CI of Δ "
+          "| seeds better / worse |")
+    print("|---|---:|---|---|---:|---:|---:|")
     for arg in args:
         setting, _, joined = arg.partition("=")
         folders = joined.split(",")
         studies = [genesis_and_scratch(folder) for folder in folders]
         missing = [folder for folder, (_, _, count) in zip(folders, studies) if count is None]
         if missing:
-            print("| %s | | none yet (no study.json in %s) | | | |" % (setting, missing[0]))
+            print("| %s | | | none yet (no study.json in %s) | | | |" % (setting, missing[0]))
             continue
         counts = {count for _, _, count in studies}
         if len(counts) != 1:
             sys.exit("%s: the folders hold other counts (%s)" % (setting, sorted(counts)))
         count = counts.pop()
         seeds = sorted(set.intersection(*(set(g) & set(s) for g, s, _ in studies)))
+        if chosen is not None:
+            if set(chosen) - set(seeds):
+                sys.exit("%s: seeds %s are not in every folder" % (setting, sorted(set(chosen) - set(seeds))))
+            seeds = chosen
         if len(seeds) < 2:
-            print("| %s | %s | fewer than 2 fine-tuning seeds in every folder | | | |" % (setting, count))
+            print("| %s | %s | | fewer than 2 fine-tuning seeds in every folder | | | |" % (setting, count))
             continue
         for folder, (_, other, _) in zip(folders[1:], studies[1:]):
             check_shared_scratch(studies[0][1], other, seeds, "%s: %s" % (setting, folder))
@@ -60,12 +76,11 @@ def main(args):
         for seed_of_pretraining, (genesis, _, _) in enumerate(studies):
             stats = paired_over_seeds(scratch, {s: genesis[s]["mean_dice"] for s in seeds})
             means.append(stats["mean_difference"])
-            print(row(setting, count, "pretraining seed %d" % seed_of_pretraining, stats))
+            print(row(setting, count, seed_range(seeds), "pretraining seed %d" % seed_of_pretraining, stats))
         averaged = {s: scratch[s] + float(np.mean([g[s]["mean_dice"] - scratch[s] for g, _, _ in studies]))
                     for s in seeds}
-        print(row(setting, count, "**mean of the %d checkpoints** (spread %.3f)" % (len(studies),
-                                                                                   max(means) - min(means)),
-                  paired_over_seeds(scratch, averaged)))
+        print(row(setting, count, seed_range(seeds), "**mean of the %d checkpoints** (spread %.3f)" % (
+            len(studies), max(means) - min(means)), paired_over_seeds(scratch, averaged)))
 
 
 if __name__ == "__main__":

@@ -26,12 +26,12 @@ copy_study() {
   mv "$2.partial" "$2"
 }
 for P in 0 1; do
-  if [ "$P" = 0 ]; then SRC=$OUT/s6_${SETTING}_mix30; else SRC=$OUT/s7_${SETTING}_p$P; fi
+  if [ "$P" = 0 ]; then SRC=$OUT/$DEFAULT_STUDY; else SRC=$OUT/$SEED_STUDY_PREFIX$P; fi
   DST=$OUT/s8_${SETTING}_p$P
   copy_study "$SRC" "$DST"
   [ "$P" = 0 ] || "$HERE/share_scratch.sh" "$OUT/s8_${SETTING}_p0" "$DST" "$SCRATCH"
   echo "== $SETTING: pretraining seed $P, study $(basename "$DST"), seeds ${SEEDS[*]} ($(date -u +%H:%M))"
   export "${PREFIX}_PRETRAIN_SEED=$P"
-  study "$(basename "$DST")" "nnUNetTrainerV2_GenesisMix$SUFFIX" "${SEEDS[@]}"
+  study "$(basename "$DST")" "$GENESIS" "${SEEDS[@]}"
 done
 echo "== $SETTING: done ($(date -u +%H:%M))"

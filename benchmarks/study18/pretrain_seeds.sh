@@ -16,8 +16,8 @@ setting_env "$SETTING" "$CORE"
 export "${PREFIX}_PRETRAIN_SEED=$PRETRAIN_SEED"
 echo "== $SETTING: pretraining seed $PRETRAIN_SEED ($(date -u +%H:%M))"
 "$RUN" pretrain
-NAME=s7_${SETTING}_p$PRETRAIN_SEED
-"$HERE/share_scratch.sh" "$OUT/s6_${SETTING}_mix30" "$OUT/$NAME" "$SCRATCH"
+NAME=$SEED_STUDY_PREFIX$PRETRAIN_SEED
+"$HERE/share_scratch.sh" "$OUT/$DEFAULT_STUDY" "$OUT/$NAME" "$SCRATCH"
 echo "== $SETTING: study $NAME, seeds ${SEEDS[*]} ($(date -u +%H:%M))"
-study "$NAME" "nnUNetTrainerV2_GenesisMix$SUFFIX" "${SEEDS[@]}"
+study "$NAME" "$GENESIS" "${SEEDS[@]}"
 echo "== $SETTING: done ($(date -u +%H:%M))"

@@ -2,8 +2,10 @@
 # after they set HERE to this folder: the five study settings of the share rule.
 #
 #   setting_env SETTING CORE   sets COUNT, SUFFIX (of the benchmark trainers), OUT (the studies' root), RUN (the run
-#                              script), PREFIX and NAME_VAR (its variables), SCRATCH (the seeded scratch trainer), and
-#                              exports the run script's core, labelled-case count and budgets
+#                              script), PREFIX and NAME_VAR (its variables), SCRATCH (the seeded scratch trainer),
+#                              GENESIS (the Genesis trainer at the default share 0.3), the study folders' names
+#                              (DEFAULT_STUDY: section 6's, seed 0's checkpoint; SEED_STUDY_PREFIX + N: section 7's,
+#                              pretraining seed N), and exports the run script's core, labelled-case count and budgets
 #   study NAME GENESIS_TRAINER SEED...   the setting's study OUT/NAME (resumes): SCRATCH against GENESIS_TRAINER
 #
 # SETTING: deepgrey_n2 | deepgrey_n4   (Task601, 100 fine-tuning iterations, run_study18.sh)
@@ -26,6 +28,9 @@ setting_env() {
     *) echo "unknown setting $1" >&2; return 2 ;;
   esac
   SCRATCH=nnUNetTrainerV2_ScratchSeeded$SUFFIX
+  GENESIS=nnUNetTrainerV2_GenesisMix$SUFFIX
+  DEFAULT_STUDY=s6_${1}_mix30
+  SEED_STUDY_PREFIX=s7_${1}_p
 }
 
 study() {

@@ -16,12 +16,12 @@ SETTING=${1:?setting}; CORE=${2:?core}; shift 2
 SEEDS=("$@"); [ ${#SEEDS[@]} -gt 0 ] || SEEDS=(0 1 2 3 4)
 export nnUNet_genesis_allow_unlearned=1
 setting_env "$SETTING" "$CORE"
-A=s6_${SETTING}_mix30; B=s6_${SETTING}_mix10
+A=$DEFAULT_STUDY; B=s6_${SETTING}_mix10
 done_seeds=()
 for seed in "${SEEDS[@]}"; do
   done_seeds+=("$seed")
   echo "== $SETTING: seeds ${done_seeds[*]} ($(date -u +%H:%M))"
-  study "$A" "nnUNetTrainerV2_GenesisMix$SUFFIX" "${done_seeds[@]}"
+  study "$A" "$GENESIS" "${done_seeds[@]}"
   "$HERE/share_scratch.sh" "$OUT/$A" "$OUT/$B" "$SCRATCH"
   study "$B" "nnUNetTrainerV2_GenesisMix10$SUFFIX" "${done_seeds[@]}"
 done

@@ -43,7 +43,11 @@ def seed_range(seeds):
 def main(args):
     chosen = None
     if args and args[0].startswith("--seeds="):
-        chosen = sorted(int(s) for s in args.pop(0).split("=", 1)[1].split(","))
+        text = args.pop(0).split("=", 1)[1]
+        try:
+            chosen = sorted(int(s) for s in text.split(","))
+        except ValueError:
+            sys.exit("--seeds=%s: not a comma-separated list of seeds (e.g. --seeds=5,6,7,8,9)" % text)
     if not args:
         sys.exit(__doc__)
     print("| setting | labelled | fine-tuning seeds | checkpoint | Δ (Genesis − scratch) | 95 % CI of Δ "

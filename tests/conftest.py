@@ -33,6 +33,7 @@ import pytest  # noqa: E402  (after the environment is set, on purpose)
 from tests.msd_fixtures import write_ct_task, write_mri_task  # noqa: E402
 
 NNUNET_WORKSPACE = _WORKSPACE
+pytest_plugins = ["pytester"]   # tests/test_test_folders.py runs small inner sessions
 
 
 def stock_command(name):
@@ -179,3 +180,48 @@ def pytest_collection_modifyitems(config, items):
                 functions.append(fixturedef.func)
         if any(f is not None and _starts_a_process(f) for f in functions):
             item.add_marker(pytest.mark.e2e)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Disk. A full run writes several GB (many tests copy a ~100 MB checkpoint into their folder) and a CI run once
+# ran out of space (2026-12-05). pytest.ini's tmp_path_retention_policy = failed removes a passing test's tmp_path
+# when the test ends and a passing run's whole base folder at its end; module_tmp_path_factory gives a module's
+# shared fixtures the same rule, at the end of the module.
+# ------------------------------------------------------------------------------------------------------------
+_MODULES_WITH_FAILURES = set()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed:   # in set-up, call or teardown
+        _MODULES_WITH_FAILURES.add(item.nodeid.split("::", 1)[0])
+    return report
+
+
+class ModuleTempFolders:
+    """``mktemp(name)``: a new folder ``name`` in one test module's folder (a name once per module)."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def mktemp(self, name):
+        path = self.root / name
+        path.mkdir()
+        return path
+
+
+@pytest.fixture(scope="module")
+def module_tmp_path_factory(request, tmp_path_factory):
+    """Folders for a test module's module-scoped fixtures, all in one folder of the module's own.
+
+    That folder is removed when the module's last test has ended, under the rule pytest.ini sets for a test's
+    tmp_path (``tmp_path_retention_policy``): kept with ``all``; with ``failed``, kept when a test of the module
+    failed or errored (for a look), removed otherwise; removed with ``none``.
+    """
+    root = tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
+    yield ModuleTempFolders(root)
+    policy = request.config.getini("tmp_path_retention_policy")
+    if policy == "all" or (policy == "failed" and request.node.nodeid in _MODULES_WITH_FAILURES):
+        return
+    shutil.rmtree(root, ignore_errors=True)

@@ -38,8 +38,8 @@ def torchrun(*args):
 
 
 @pytest.fixture(scope="module")
-def ddp_env(tmp_path_factory):
-    ext = tmp_path_factory.mktemp("ddp_ext")
+def ddp_env(module_tmp_path_factory):
+    ext = module_tmp_path_factory.mktemp("ddp_ext")
     (ext / "tiny_ddp.py").write_text(TINY_DDP)
     # one data-augmentation worker per rank: two ranks already fill the two cores
     return subprocess_env(nnUNet_extTrainer=str(ext), nnUNet_n_proc_DA=1, OMP_NUM_THREADS=1)

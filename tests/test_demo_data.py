@@ -24,15 +24,15 @@ CONVERT_TASK_ID = 948
 
 
 @pytest.fixture(scope="module")
-def demo_task(tmp_path_factory):
+def demo_task(module_tmp_path_factory):
     """The default demo task: 8 training + 4 test cases, seed 0, 4 mm."""
-    return write_mni_demo_task(str(tmp_path_factory.mktemp("demo_default")))
+    return write_mni_demo_task(str(module_tmp_path_factory.mktemp("demo_default")))
 
 
 @pytest.fixture(scope="module")
-def small_task(tmp_path_factory):
+def small_task(module_tmp_path_factory):
     """2 training + 1 test case with the default seed: its cases must be the default task's first three."""
-    return write_mni_demo_task(str(tmp_path_factory.mktemp("demo_small")), num_training=2, num_test=1)
+    return write_mni_demo_task(str(module_tmp_path_factory.mktemp("demo_small")), num_training=2, num_test=1)
 
 
 def _dataset(task_dir):

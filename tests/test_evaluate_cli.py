@@ -42,11 +42,11 @@ def reference_case(with_label_2=True):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(module_tmp_path_factory):
     """labels/: case_000, case_001 (labels 1, 2), case_002 (label 1 only).
     pred_scratch/: case_000 exact; case_001 label 1 shifted one slice (2.5 mm) along z, label 2
     left out; case_002 missing. pred_genesis/: every case exact."""
-    root = tmp_path_factory.mktemp("evaluation")
+    root = module_tmp_path_factory.mktemp("evaluation")
     folders = {name: root / name for name in ("labels", "pred_scratch", "pred_genesis")}
     for folder in folders.values():
         folder.mkdir()

@@ -52,8 +52,8 @@ def published_genesis_checkpoint(path, seed=0):
 
 
 @pytest.fixture(scope="module")
-def finetuned(ct_task, tmp_path_factory):
-    root = tmp_path_factory.mktemp("finetune")
+def finetuned(ct_task, module_tmp_path_factory):
+    root = module_tmp_path_factory.mktemp("finetune")
     ext = root / "ext_trainers"
     ext.mkdir()
     (ext / "tiny.py").write_text(TINY_TRAINER)

@@ -33,9 +33,9 @@ WEIGHTS_TAIL = os.path.join("nnUNet", "3d_fullres", "Task593_GenesisPipeCT",
 # ----------------------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def decathlon_task(tmp_path_factory):
+def decathlon_task(module_tmp_path_factory):
     """A Decathlon-format task (3 training + 2 test images) that the pure tests only read."""
-    return write_ct_task(str(tmp_path_factory.mktemp("decathlon")), "Task93_PipeCT", num_training=3, num_test=2)
+    return write_ct_task(str(module_tmp_path_factory.mktemp("decathlon")), "Task93_PipeCT", num_training=3, num_test=2)
 
 
 @pytest.fixture
@@ -429,9 +429,9 @@ E2E_ARGS = ["-t", "903", "-f", "0", "--pretrainer", "nnUNetTrainerV2_GenesisPret
 
 
 @pytest.fixture(scope="module")
-def e2e(tmp_path_factory):
+def e2e(module_tmp_path_factory):
     """Task93_PipeCT (6 training + 2 test images) run end to end by the console script, as a user would."""
-    root = tmp_path_factory.mktemp("pipeline_e2e")
+    root = module_tmp_path_factory.mktemp("pipeline_e2e")
     decathlon_dir = write_ct_task(str(root), "Task93_PipeCT", num_training=6, num_test=2)
     ext = root / "ext_trainers"
     ext.mkdir()

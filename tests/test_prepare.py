@@ -34,9 +34,9 @@ def _load_pickle(path):
 
 
 @pytest.fixture(scope="module")
-def extra_source(tmp_path_factory):
+def extra_source(module_tmp_path_factory):
     """A plain folder: a LUNA16-like .mhd/.raw CT volume, a corrupt and a truncated .nii.gz, and a 2D image."""
-    folder = tmp_path_factory.mktemp("extra_source")
+    folder = module_tmp_path_factory.mktemp("extra_source")
     image = write_unusual_sources(folder)
     good = str(folder / "good_then_truncated.nii.gz")
     nib.save(nib.Nifti1Image(image, np.diag([1.0, 1.0, 2.0, 1.0])), good)

@@ -55,9 +55,9 @@ def _load_json(path):
 
 
 @pytest.fixture(scope="module")
-def v2_folders(tmp_path_factory):
+def v2_folders(module_tmp_path_factory):
     """Private nnUNet_raw / nnUNet_preprocessed / nnUNet_results for this module's v2 datasets."""
-    root = tmp_path_factory.mktemp("nnunet_v2")
+    root = module_tmp_path_factory.mktemp("nnunet_v2")
     folders = {name: str(root / name) for name in layout.FOLDER_VARIABLES}
     with pytest.MonkeyPatch.context() as patch:
         for name, path in folders.items():
@@ -67,10 +67,10 @@ def v2_folders(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def target(v2_folders, tmp_path_factory):
+def target(v2_folders, module_tmp_path_factory):
     """Dataset961_FakeCT (4 labelled CT-like cases) in v2's raw layout, planned by the stock command; returns the
     Decathlon-style folder its images come from (imagesTr = the same images, imagesTs 2 more)."""
-    decathlon = write_ct_task(str(tmp_path_factory.mktemp("decathlon_v2")), "Task96_FakeCT", num_training=4,
+    decathlon = write_ct_task(str(module_tmp_path_factory.mktemp("decathlon_v2")), "Task96_FakeCT", num_training=4,
                               num_test=2)
     raw = os.path.join(v2_folders["nnUNet_raw"], TARGET_NAME)
     for sub in ("imagesTr", "labelsTr"):
@@ -88,9 +88,9 @@ def target(v2_folders, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def extra_source(tmp_path_factory):
+def extra_source(module_tmp_path_factory):
     """A plain folder: a LUNA16-like .mhd/.raw CT volume (other spacing), a corrupt and a truncated .nii.gz."""
-    folder = tmp_path_factory.mktemp("extra_v2")
+    folder = module_tmp_path_factory.mktemp("extra_v2")
     image = write_unusual_sources(folder)
     nib.save(nib.Nifti1Image(image, np.diag([1.0, 1.0, 2.0, 1.0])), str(folder / "truncated.nii.gz"))
     with open(str(folder / "truncated.nii.gz"), "r+b") as f:   # an interrupted copy: the header reads, data do not

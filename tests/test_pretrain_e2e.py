@@ -101,8 +101,8 @@ def write_luna_like_folder(folder, reference_image):
 
 
 @pytest.fixture(scope="module")
-def pretrained(ct_task, tmp_path_factory):
-    root = tmp_path_factory.mktemp("pretrain")
+def pretrained(ct_task, module_tmp_path_factory):
+    root = module_tmp_path_factory.mktemp("pretrain")
     ext = root / "ext"
     ext.mkdir()
     (ext / "tiny_genesis.py").write_text(TINY_TRAINERS)

@@ -121,10 +121,10 @@ def test_collapse_warning_says_what_to_do():
 
 
 @pytest.fixture(scope="module")
-def unlearned(ct_task, tmp_path_factory):
+def unlearned(ct_task, module_tmp_path_factory):
     from tests.conftest import subprocess_env
     from tests.test_finetune_e2e import TINY_TRAINER, published_genesis_checkpoint  # nnUNetTrainerV2_Genesis_Tiny
-    root = tmp_path_factory.mktemp("record")
+    root = module_tmp_path_factory.mktemp("record")
     ext = root / "ext"
     ext.mkdir()
     (ext / "record_tiny.py").write_text(TINY_TRAINER)

@@ -35,8 +35,8 @@ def write_ct_test_labels(ct_task, folder, num_training=8, num_test=3, seed=0):
 
 
 @pytest.fixture(scope="module")
-def study_inputs(ct_task, tmp_path_factory):
-    root = tmp_path_factory.mktemp("study_checks")
+def study_inputs(ct_task, module_tmp_path_factory):
+    root = module_tmp_path_factory.mktemp("study_checks")
     labels = write_ct_test_labels(ct_task, str(root / "labels"))
     weights = str(root / "w.model")
     torch.save({"w": torch.ones(1)}, weights)     # readable weights: never used, nothing trains here

@@ -45,8 +45,8 @@ class nnUNetTrainerV2_StudyGenesis_Tiny(TinyBudget, nnUNetTrainerV2_Genesis):
 
 
 @pytest.fixture(scope="module")
-def study(ct_task, tmp_path_factory):
-    root = tmp_path_factory.mktemp("study_resume")
+def study(ct_task, module_tmp_path_factory):
+    root = module_tmp_path_factory.mktemp("study_resume")
     (root / "ext").mkdir()
     (root / "ext" / "tiny_study.py").write_text(TINY_TRAINERS)
     weights = str(root / "genesis.pt")

@@ -160,8 +160,8 @@ def test_v2_study_refuses_what_it_cannot_train_before_any_training(tmp_path, cap
 
 # ------------------------------------------------------------------------------------------ end to end
 @pytest.fixture(scope="module")
-def v2_study(tmp_path_factory):
-    root = tmp_path_factory.mktemp("study_v2")
+def v2_study(module_tmp_path_factory):
+    root = module_tmp_path_factory.mktemp("study_v2")
     (root / "ext").mkdir()
     (root / "ext" / "tiny_study_v2.py").write_text(STUDY_TRAINERS)
     folders = {key: str(root / key) for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}

@@ -66,8 +66,8 @@ def published_checkpoint(path, base=16, seed=0):
 
 
 @pytest.fixture(scope="module")
-def published(tmp_path_factory):
-    path = tmp_path_factory.mktemp("genesis") / "Genesis_Chest_CT.pt"
+def published(module_tmp_path_factory):
+    path = module_tmp_path_factory.mktemp("genesis") / "Genesis_Chest_CT.pt"
     return str(path), published_checkpoint(path)
 
 

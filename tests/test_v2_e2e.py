@@ -111,8 +111,8 @@ def fold_folder(results, dataset, trainer, fold):
 
 
 @pytest.fixture(scope="module")
-def v2(tmp_path_factory):
-    root = tmp_path_factory.mktemp("nnunet_v2")
+def v2(module_tmp_path_factory):
+    root = module_tmp_path_factory.mktemp("nnunet_v2")
     ext = root / "ext"
     ext.mkdir()
     (ext / "tiny_genesis_v2.py").write_text(TINY_TRAINERS)

@@ -4,12 +4,14 @@
 # and its training draws); five of them left every interval wide, so this study goes on to the seeds given.
 #
 #   benchmarks/study18/more_seeds.sh SETTING CORE SEED...       # e.g. deepgrey_n2 1 0 1 2 3 4 5 6 7 8 9
+#   PRETRAIN_SEEDS="0 1 2" benchmarks/study18/more_seeds.sh ...  # the checkpoints to go through (default 0 1)
 #
 # For pretraining seed 0 the study OUT/s8_SETTING_p0 starts as a copy of section 6's OUT/s6_SETTING_mix30, for
-# seed 1 OUT/s8_SETTING_p1 as a copy of section 7's OUT/s7_SETTING_p1 (whole folders, through a temporary name;
-# the sources are not modified, so sections 6 and 7 keep their own records). nnUNet_genesis_study reuses each copied
-# run its records allow and trains the new seeds; the scratch runs of the new seeds are trained once, in p0, and
-# copied into p1 (share_scratch.sh). The checkpoints are not retrained (their sha256 is in each study.json).
+# seed N > 0 OUT/s8_SETTING_pN as a copy of section 7's OUT/s7_SETTING_pN (pretrain_seeds.sh; whole folders, through
+# a temporary name; the sources are not modified, so sections 6 and 7 keep their own records). nnUNet_genesis_study
+# reuses each copied run its records allow and trains the new seeds; the scratch runs of the new seeds are trained
+# once, in p0, and copied into the others (share_scratch.sh). The checkpoints are not retrained (their sha256 is in
+# each study.json).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 source "$HERE/settings.sh"
@@ -25,7 +27,10 @@ copy_study() {
   cp -a "$1" "$2.partial"
   mv "$2.partial" "$2"
 }
-for P in 0 1; do
+read -r -a PRETRAIN <<< "${PRETRAIN_SEEDS:-0 1}"
+[ "${PRETRAIN[0]}" = 0 ] || {
+  echo "PRETRAIN_SEEDS must start with 0 (its study trains the new seeds' scratch runs)" >&2; exit 2; }
+for P in "${PRETRAIN[@]}"; do
   if [ "$P" = 0 ]; then SRC=$OUT/$DEFAULT_STUDY; else SRC=$OUT/$SEED_STUDY_PREFIX$P; fi
   DST=$OUT/s8_${SETTING}_p$P
   copy_study "$SRC" "$DST"

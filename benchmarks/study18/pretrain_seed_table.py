@@ -8,8 +8,9 @@ Each argument names a setting and its ``nnUNet_genesis_study`` folders, one per 
 labelled-case count. Over the fine-tuning seeds that every folder holds (or over those ``--seeds`` names, which every
 folder must hold: e.g. the seeds a study added later, as a replication of the first ones), per setting:
 
-* per checkpoint: the paired difference Genesis − scratch over the fine-tuning seeds, its 95 % t-interval and the
-  seeds better / worse (``competition/study_stats.py``, the study's own statistics);
+* per checkpoint: the paired difference Genesis − scratch over the fine-tuning seeds, its 95 % t-interval, the
+  seeds better / worse and the exact Wilcoxon signed-rank p over seeds (``competition/study_stats.py``, the study's
+  own statistics);
 * "mean of the checkpoints": per fine-tuning seed the mean of the checkpoints' differences, then the same
   statistics over those seeds. Its interval is about these checkpoints, not about the recipe's checkpoints in
   general: with two of them the between-checkpoint variance cannot be estimated, only shown;
@@ -28,9 +29,9 @@ from share_rule import check_shared_scratch, genesis_and_scratch
 
 def row(setting, count, seeds, label, stats):
     low, high = stats["ci95"]
-    return "| %s | %s | %s | %s | %+.3f | [%+.3f, %+.3f] | %d / %d |" % (
+    return "| %s | %s | %s | %s | %+.3f | [%+.3f, %+.3f] | %d / %d | %.3g |" % (
         setting, count, seeds, label, stats["mean_difference"], low, high, stats["genesis_better_seeds"],
-        stats["scratch_better_seeds"])
+        stats["scratch_better_seeds"], stats["p_value"])
 
 
 def seed_range(seeds):
@@ -51,15 +52,15 @@ def main(args):
     if not args:
         sys.exit(__doc__)
     print("| setting | labelled | fine-tuning seeds | checkpoint | Δ (Genesis − scratch) | 95 % CI of Δ "
-          "| seeds better / worse |")
-    print("|---|---:|---|---|---:|---:|---:|")
+          "| seeds better / worse | Wilcoxon p |")
+    print("|---|---:|---|---|---:|---:|---:|---:|")
     for arg in args:
         setting, _, joined = arg.partition("=")
         folders = joined.split(",")
         studies = [genesis_and_scratch(folder) for folder in folders]
         missing = [folder for folder, (_, _, count) in zip(folders, studies) if count is None]
         if missing:
-            print("| %s | | | none yet (no study.json in %s) | | | |" % (setting, missing[0]))
+            print("| %s | | | none yet (no study.json in %s) | | | | |" % (setting, missing[0]))
             continue
         counts = {count for _, _, count in studies}
         if len(counts) != 1:
@@ -71,7 +72,7 @@ def main(args):
                 sys.exit("%s: seeds %s are not in every folder" % (setting, sorted(set(chosen) - set(seeds))))
             seeds = chosen
         if len(seeds) < 2:
-            print("| %s | %s | | fewer than 2 fine-tuning seeds in every folder | | | |" % (setting, count))
+            print("| %s | %s | | fewer than 2 fine-tuning seeds in every folder | | | | |" % (setting, count))
             continue
         for folder, (_, other, _) in zip(folders[1:], studies[1:]):
             check_shared_scratch(studies[0][1], other, seeds, "%s: %s" % (setting, folder))

@@ -32,9 +32,9 @@ read -r -a PRETRAIN <<< "${PRETRAIN_SEEDS:-0 1}"
   echo "PRETRAIN_SEEDS must start with 0 (its study trains the new seeds' scratch runs)" >&2; exit 2; }
 for P in "${PRETRAIN[@]}"; do
   if [ "$P" = 0 ]; then SRC=$OUT/$DEFAULT_STUDY; else SRC=$OUT/$SEED_STUDY_PREFIX$P; fi
-  DST=$OUT/s8_${SETTING}_p$P
+  DST=$OUT/$MORE_SEEDS_PREFIX$P
   copy_study "$SRC" "$DST"
-  [ "$P" = 0 ] || "$HERE/share_scratch.sh" "$OUT/s8_${SETTING}_p0" "$DST" "$SCRATCH"
+  [ "$P" = 0 ] || "$HERE/share_scratch.sh" "$OUT/${MORE_SEEDS_PREFIX}0" "$DST" "$SCRATCH"
   echo "== $SETTING: pretraining seed $P, study $(basename "$DST"), seeds ${SEEDS[*]} ($(date -u +%H:%M))"
   export "${PREFIX}_PRETRAIN_SEED=$P"
   study "$(basename "$DST")" "$GENESIS" "${SEEDS[@]}"

@@ -5,7 +5,8 @@
 #                              script), PREFIX and NAME_VAR (its variables), SCRATCH (the seeded scratch trainer),
 #                              GENESIS (the Genesis trainer at the default share 0.3), the study folders' names
 #                              (DEFAULT_STUDY: section 6's, seed 0's checkpoint; SEED_STUDY_PREFIX + N: section 7's,
-#                              pretraining seed N), and exports the run script's core, labelled-case count and budgets
+#                              pretraining seed N; MORE_SEEDS_PREFIX + N: section 8's, more_seeds.sh), and exports
+#                              the run script's core, labelled-case count and budgets
 #   study NAME GENESIS_TRAINER SEED...   the setting's study OUT/NAME (resumes): SCRATCH against GENESIS_TRAINER
 #
 # SETTING: deepgrey_n2 | deepgrey_n4   (Task601, 100 fine-tuning iterations, run_study18.sh)
@@ -31,6 +32,7 @@ setting_env() {
   GENESIS=nnUNetTrainerV2_GenesisMix$SUFFIX
   DEFAULT_STUDY=s6_${1}_mix30
   SEED_STUDY_PREFIX=s7_${1}_p
+  MORE_SEEDS_PREFIX=s8_${1}_p
 }
 
 study() {

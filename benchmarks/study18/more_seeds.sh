@@ -19,13 +19,11 @@ SETTING=${1:?setting}; CORE=${2:?core}; shift 2
 SEEDS=("$@"); [ ${#SEEDS[@]} -gt 1 ] || { echo "give the fine-tuning seeds, at least two" >&2; exit 2; }
 export nnUNet_genesis_allow_unlearned=1
 setting_env "$SETTING" "$CORE"
-# copy_study SRC DST: the whole study folder SRC as DST, unless DST exists
+source "$HERE/copy_once.sh"
+# copy_study SRC DST: the whole study folder SRC as DST (copy_once), unless DST exists
 copy_study() {
-  [ -e "$2" ] && { echo "$2 exists: resumed"; return 0; }
-  [ -f "$1/study.json" ] || { echo "$1: no finished study to start from" >&2; exit 1; }
-  rm -rf "$2.partial"
-  cp -a "$1" "$2.partial"
-  mv "$2.partial" "$2"
+  [ -f "$1/study.json" ] || [ -e "$2" ] || { echo "$1: no finished study to start from" >&2; exit 1; }
+  copy_once "$1" "$2" || echo "$2 exists: resumed"
 }
 read -r -a PRETRAIN <<< "${PRETRAIN_SEEDS:-0 1}"
 [ "${PRETRAIN[0]}" = 0 ] || {

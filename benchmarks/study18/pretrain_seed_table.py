@@ -1,14 +1,15 @@
 """The pretraining seed as a study factor (docs/measurements_study18_crn.md section 7): one setting's studies from
 several pretraining checkpoints of one recipe, all against the same scratch runs.
 
-    python benchmarks/study18/pretrain_seed_table.py [--seeds=5,6,7,8,9] SETTING=STUDY_P0,STUDY_P1[,...] [...]
+    python benchmarks/study18/pretrain_seed_table.py [--seeds=5,6,7,8,9] [--against=CONTROL_STUDY] \
+        SETTING=STUDY_P0,STUDY_P1[,...] [...]
 
 Each argument names a setting and its ``nnUNet_genesis_study`` folders, one per pretraining seed, in seed order
 (seed 0's is section 6's ``s6_SETTING_mix30``; ``pretrain_seeds.sh`` writes ``s7_SETTING_pN``), each holding one
 labelled-case count. Over the fine-tuning seeds that every folder holds (or over those ``--seeds`` names, which every
 folder must hold: e.g. the seeds a study added later, as a replication of the first ones), per setting:
 
-* per checkpoint: the paired difference Genesis − scratch over the fine-tuning seeds, its 95 % t-interval, the
+* per checkpoint (named by its study folder): the paired difference Genesis − scratch over the fine-tuning seeds, its 95 % t-interval, the
   seeds better / worse and the exact Wilcoxon signed-rank p over seeds (``competition/study_stats.py``, the study's
   own statistics);
 * "mean of the checkpoints": per fine-tuning seed the mean of the checkpoints' differences, then the same
@@ -16,9 +17,16 @@ folder must hold: e.g. the seeds a study added later, as a replication of the fi
   general: with two of them the between-checkpoint variance cannot be estimated, only shown;
 * the spread: the largest minus the smallest of the checkpoints' mean differences.
 
+``--against=CONTROL_STUDY`` compares the Genesis arms with the Genesis arm of another study of the same setting
+instead of with scratch (section 9: ``random_control.sh``'s study, whose checkpoint has the pretrained one's weight
+norms and no learned content), seed by seed: Δ is then Genesis − control, what the pretrained content adds beyond
+the mix's change of scale. That study must share the scratch runs too (checked as below), so its draws are the
+same.
+
 The scratch runs must be the same runs in every folder (``share_scratch.sh`` copies them): their test Dice is
 compared seed by seed, and a difference stops the script.
 """
+import os
 import sys
 
 import numpy as np
@@ -28,6 +36,7 @@ from share_rule import check_shared_scratch, genesis_and_scratch
 
 
 def row(setting, count, seeds, label, stats):
+    """One table row: the paired statistics of ``paired_over_seeds`` (baseline first, Genesis second)."""
     low, high = stats["ci95"]
     return "| %s | %s | %s | %s | %+.3f | [%+.3f, %+.3f] | %d / %d | %.3g |" % (
         setting, count, seeds, label, stats["mean_difference"], low, high, stats["genesis_better_seeds"],
@@ -42,22 +51,31 @@ def seed_range(seeds):
 
 
 def main(args):
-    chosen = None
-    if args and args[0].startswith("--seeds="):
-        text = args.pop(0).split("=", 1)[1]
-        try:
-            chosen = sorted(int(s) for s in text.split(","))
-        except ValueError:
-            sys.exit("--seeds=%s: not a comma-separated list of seeds (e.g. --seeds=5,6,7,8,9)" % text)
+    chosen, against, against_folder = None, None, None
+    while args and args[0].startswith("--"):
+        option, _, text = args.pop(0).partition("=")
+        if option == "--seeds":
+            try:
+                chosen = sorted(int(s) for s in text.split(","))
+            except ValueError:
+                sys.exit("--seeds=%s: not a comma-separated list of seeds (e.g. --seeds=5,6,7,8,9)" % text)
+        elif option == "--against" and text:
+            against_folder, against = text, genesis_and_scratch(text)
+            if against[2] is None:
+                sys.exit("--against=%s: no study.json there" % text)
+        else:
+            sys.exit("%s: not an option of this script (--seeds=..., --against=FOLDER)" % option)
     if not args:
         sys.exit(__doc__)
-    print("| setting | labelled | fine-tuning seeds | checkpoint | Δ (Genesis − scratch) | 95 % CI of Δ "
-          "| seeds better / worse | Wilcoxon p |")
+    print("| setting | labelled | fine-tuning seeds | checkpoint | Δ (Genesis − %s) | 95 %% CI of Δ "
+          "| seeds better / worse | Wilcoxon p |" % ("control" if against else "scratch"))
     print("|---|---:|---|---|---:|---:|---:|---:|")
     for arg in args:
         setting, _, joined = arg.partition("=")
         folders = joined.split(",")
         studies = [genesis_and_scratch(folder) for folder in folders]
+        if against is not None:
+            folders, studies = folders + [against_folder], studies + [against]   # checked with the others, then set apart
         missing = [folder for folder, (_, _, count) in zip(folders, studies) if count is None]
         if missing:
             print("| %s | | | none yet (no study.json in %s) | | | | |" % (setting, missing[0]))
@@ -76,16 +94,20 @@ def main(args):
             continue
         for folder, (_, other, _) in zip(folders[1:], studies[1:]):
             check_shared_scratch(studies[0][1], other, seeds, "%s: %s" % (setting, folder))
-        scratch = {s: studies[0][1][s]["mean_dice"] for s in seeds}
+        if against is not None:
+            folders, studies = folders[:-1], studies[:-1]
+            baseline = {s: against[0][s]["mean_dice"] for s in seeds}
+        else:
+            baseline = {s: studies[0][1][s]["mean_dice"] for s in seeds}
         means = []
-        for seed_of_pretraining, (genesis, _, _) in enumerate(studies):
-            stats = paired_over_seeds(scratch, {s: genesis[s]["mean_dice"] for s in seeds})
+        for folder, (genesis, _, _) in zip(folders, studies):
+            stats = paired_over_seeds(baseline, {s: genesis[s]["mean_dice"] for s in seeds})
             means.append(stats["mean_difference"])
-            print(row(setting, count, seed_range(seeds), "pretraining seed %d" % seed_of_pretraining, stats))
-        averaged = {s: scratch[s] + float(np.mean([g[s]["mean_dice"] - scratch[s] for g, _, _ in studies]))
+            print(row(setting, count, seed_range(seeds), os.path.basename(folder.rstrip("/")), stats))
+        averaged = {s: baseline[s] + float(np.mean([g[s]["mean_dice"] - baseline[s] for g, _, _ in studies]))
                     for s in seeds}
         print(row(setting, count, seed_range(seeds), "**mean of the %d checkpoints** (spread %.3f)" % (
-            len(studies), max(means) - min(means)), paired_over_seeds(scratch, averaged)))
+            len(studies), max(means) - min(means)), paired_over_seeds(baseline, averaged)))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@
 #                              script), PREFIX and NAME_VAR (its variables), SCRATCH (the seeded scratch trainer),
 #                              GENESIS (the Genesis trainer at the default share 0.3), the study folders' names
 #                              (DEFAULT_STUDY: section 6's, seed 0's checkpoint; SEED_STUDY_PREFIX + N: section 7's,
-#                              pretraining seed N; MORE_SEEDS_PREFIX + N: section 8's, more_seeds.sh), and exports
+#                              pretraining seed N; MORE_SEEDS_PREFIX + N: section 8's, more_seeds.sh;
+#                              RANDOM_CONTROL_PREFIX (+ N for control N > 0): section 9's, random_control.sh;
+#                              VARIANT_STUDY_PREFIX + N_variant: section 9's, variant_seeds.sh), and exports
 #                              the run script's core, labelled-case count and budgets
 #   study NAME GENESIS_TRAINER SEED...   the setting's study OUT/NAME (resumes): SCRATCH against GENESIS_TRAINER
 #
@@ -33,6 +35,8 @@ setting_env() {
   DEFAULT_STUDY=s6_${1}_mix30
   SEED_STUDY_PREFIX=s7_${1}_p
   MORE_SEEDS_PREFIX=s8_${1}_p
+  RANDOM_CONTROL_PREFIX=s9_${1}_random
+  VARIANT_STUDY_PREFIX=s9_${1}_p
 }
 
 study() {

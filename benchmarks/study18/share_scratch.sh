@@ -21,33 +21,23 @@ SRC=${1:?source study folder}; DST=${2:?study folder to add to}; TRAINER=${3:?sc
 [ -d "$SRC" ] || { echo "$SRC: not a folder" >&2; exit 1; }
 [ -e "$DST" ] && [ ! -d "$DST" ] && { echo "$DST: exists and is not a folder" >&2; exit 1; }
 
-TMP=""
-trap '[ -n "$TMP" ] && rm -rf "$TMP"' EXIT
-# copy_new FROM TO: FROM (a file or a folder) to TO unless TO exists, through a temporary name beside TO
-copy_new() {
-  [ -e "$2" ] && return 1
-  mkdir -p "$(dirname "$2")"
-  TMP="$2.partial.$$"
-  cp -a "$1" "$TMP"
-  mv "$TMP" "$2"
-  TMP=""
-}
+source "$(cd "$(dirname "$0")" && pwd)/copy_once.sh"
 
 copied=0
 for fold in "$SRC"/nnUNet_results/nnUNet/*/*/"${TRAINER}"__*/fold_*; do
   [ -f "$fold/model_final_checkpoint.model" ] || continue
   rel=${fold#"$SRC"/}
-  copy_new "$(dirname "$fold")/plans.pkl" "$DST/$(dirname "$rel")/plans.pkl" || true
-  copy_new "$fold" "$DST/$rel" && copied=$((copied + 1)) || true
+  copy_once "$(dirname "$fold")/plans.pkl" "$DST/$(dirname "$rel")/plans.pkl" || true
+  copy_once "$fold" "$DST/$rel" && copied=$((copied + 1)) || true
 done
 for sub in predictions evaluation; do
   for run in "$SRC/$sub/$TRAINER"/*; do
-    [ -d "$run" ] && { copy_new "$run" "$DST/$sub/$TRAINER/$(basename "$run")" || true; }
+    [ -d "$run" ] && { copy_once "$run" "$DST/$sub/$TRAINER/$(basename "$run")" || true; }
   done
 done
 for log in "$SRC"/logs/*"__${TRAINER}.log"; do
-  [ -f "$log" ] && { copy_new "$log" "$DST/logs/$(basename "$log")" || true; }
+  [ -f "$log" ] && { copy_once "$log" "$DST/logs/$(basename "$log")" || true; }
 done
 # the study's task, fold, plans and validation cases: a mismatch is refused by the study
-copy_new "$SRC/study_record.json" "$DST/study_record.json" || true
+copy_once "$SRC/study_record.json" "$DST/study_record.json" || true
 echo "$DST: $copied finished $TRAINER run(s) added from $SRC"

@@ -17,6 +17,8 @@ Budgets, from timings measured on one pinned core (docs/measurements_study18.md)
 """
 import os
 
+import torch
+
 from nnunet.training.network_training.nnUNetTrainerV2 import nnUNetTrainerV2
 
 from nnunet_genesis.distortions.transforms import NonLinearIntensityTransform
@@ -124,3 +126,34 @@ class nnUNetTrainerV2_GenesisShallowMix_S18(nnUNetTrainerV2_Genesis_S18):
     and the decoder start fresh. Accepts the small encoder fraction that transfers (the transfer report states it)."""
     genesis_pretrained_share = 0.3
     genesis_allow_partial = True
+
+
+class NormPreservingMix:
+    """Fine-tuning variant (a measurement, docs/measurements_study18_crn.md section 9), mixed into a Genesis
+    fine-tuning trainer with shrink and perturb: after the mix, every mixed convolution weight is rescaled to the
+    Frobenius norm of the fresh initialisation it was mixed with, ``w <- w * |w_fresh| / |w|``. The pretrained and
+    fresh tensors are independent draws, so ``0.3 x pretrained + 0.7 x fresh`` has about 0.77 of a fresh tensor's
+    norm on Task611's checkpoints; every such convolution is followed by instance normalisation, which removes a
+    per-tensor scale (and the bias), so the rescaling leaves the network's output unchanged and takes away only
+    the mix's change of the effective step size (about 1 / 0.77^2 = 1.7 x larger at the start)."""
+
+    def load_pretrained_weights(self, fname):
+        fresh_norms = {name: parameter.detach().norm().item()
+                       for name, parameter in self.network.named_parameters() if parameter.dim() > 1}
+        before = {name: parameter.detach().clone()
+                  for name, parameter in self.network.named_parameters() if parameter.dim() > 1}
+        result = super().load_pretrained_weights(fname)
+        rescaled = 0
+        with torch.no_grad():
+            for name, parameter in self.network.named_parameters():
+                if name in before and not torch.equal(parameter, before[name]):
+                    parameter.mul_(fresh_norms[name] / parameter.norm().item())
+                    rescaled += 1
+        self.print_to_log_file("Norm-preserving mix: %d mixed convolution weights rescaled to their fresh "
+                               "initialisation's norm" % rescaled)
+        return result
+
+
+class nnUNetTrainerV2_GenesisMixNorm_S18(NormPreservingMix, nnUNetTrainerV2_Genesis_S18):
+    """nnUNetTrainerV2_Genesis_S18 with shrink and perturb at 0.3 and the norm-preserving rescaling."""
+    genesis_pretrained_share = 0.3

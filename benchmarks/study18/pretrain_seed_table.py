@@ -9,8 +9,8 @@ Each argument names a setting and its ``nnUNet_genesis_study`` folders, one per 
 labelled-case count. Over the fine-tuning seeds that every folder holds (or over those ``--seeds`` names, which every
 folder must hold: e.g. the seeds a study added later, as a replication of the first ones), per setting:
 
-* per checkpoint (named by its study folder): the paired difference Genesis − scratch over the fine-tuning seeds, its 95 % t-interval, the
-  seeds better / worse and the exact Wilcoxon signed-rank p over seeds (``competition/study_stats.py``, the study's
+* per checkpoint (named by its study folder): the paired difference Genesis − scratch over the fine-tuning seeds,
+  its 95 % t-interval, the seeds better / worse and the exact Wilcoxon signed-rank p over seeds (``competition/study_stats.py``, the study's
   own statistics);
 * "mean of the checkpoints": per fine-tuning seed the mean of the checkpoints' differences, then the same
   statistics over those seeds. Its interval is about these checkpoints, not about the recipe's checkpoints in
@@ -18,10 +18,10 @@ folder must hold: e.g. the seeds a study added later, as a replication of the fi
 * the spread: the largest minus the smallest of the checkpoints' mean differences.
 
 ``--against=CONTROL_STUDY`` compares the Genesis arms with the Genesis arm of another study of the same setting
-instead of with scratch (section 9: ``random_control.sh``'s study, whose checkpoint has the pretrained one's weight
-norms and no learned content), seed by seed: Δ is then Genesis − control, what the pretrained content adds beyond
-the mix's change of scale. That study must share the scratch runs too (checked as below), so its draws are the
-same.
+instead of with scratch, seed by seed (section 9): with ``random_control.sh``'s study, whose checkpoint has the
+pretrained one's weight norms and no learned content, Δ is what the pretrained content adds; with the default
+trainer's study from the same checkpoint, what a fine-tuning variant (``variant_seeds.sh``) changes. That study must
+share the scratch runs too (checked as below), so its draws are the same.
 
 The scratch runs must be the same runs in every folder (``share_scratch.sh`` copies them): their test Dice is
 compared seed by seed, and a difference stops the script.
@@ -68,7 +68,7 @@ def main(args):
     if not args:
         sys.exit(__doc__)
     print("| setting | labelled | fine-tuning seeds | checkpoint | Δ (Genesis − %s) | 95 %% CI of Δ "
-          "| seeds better / worse | Wilcoxon p |" % ("control" if against else "scratch"))
+          "| seeds better / worse | Wilcoxon p |" % ("the --against study's Genesis" if against else "scratch"))
     print("|---|---:|---|---|---:|---:|---:|---:|")
     for arg in args:
         setting, _, joined = arg.partition("=")

@@ -13,16 +13,16 @@ import sys
 import numpy as np
 
 from nnunet_genesis.io.atomic import save_figure_atomic
-from share_rule import check_shared_scratch, genesis_and_scratch
+from share_rule import check_shared_scratch, genesis_and_scratch, seeds_in_all
 
 
 def differences(folders):
-    """{folder: {seed: Genesis − scratch}} over the seeds every folder holds, and the scratch runs."""
+    """{folder: {seed: Genesis − scratch}} over the seeds every folder holds, and those seeds."""
     studies = {folder: genesis_and_scratch(folder) for folder in folders}
     for folder, (_, _, count) in studies.items():
         if count is None:
             sys.exit("%s: no study.json" % folder)
-    seeds = sorted(set.intersection(*(set(g) & set(s) for g, s, _ in studies.values())))
+    seeds = seeds_in_all(studies.values())
     first = studies[folders[0]][1]
     for folder in folders[1:]:
         check_shared_scratch(first, studies[folder][1], seeds, folder)

@@ -10,8 +10,8 @@ labelled-case count. Over the fine-tuning seeds that every folder holds (or over
 folder must hold: e.g. the seeds a study added later, as a replication of the first ones), per setting:
 
 * per checkpoint (named by its study folder): the paired difference Genesis − scratch over the fine-tuning seeds,
-  its 95 % t-interval, the seeds better / worse and the exact Wilcoxon signed-rank p over seeds (``competition/study_stats.py``, the study's
-  own statistics);
+  its 95 % t-interval, the seeds better / worse and the exact Wilcoxon signed-rank p over seeds
+  (``competition/study_stats.py``, the study's own statistics);
 * "mean of the checkpoints": per fine-tuning seed the mean of the checkpoints' differences, then the same
   statistics over those seeds. Its interval is about these checkpoints, not about the recipe's checkpoints in
   general: with two of them the between-checkpoint variance cannot be estimated, only shown;
@@ -32,7 +32,7 @@ import sys
 import numpy as np
 
 from competition.study_stats import paired_over_seeds
-from share_rule import check_shared_scratch, genesis_and_scratch
+from share_rule import check_shared_scratch, genesis_and_scratch, seeds_in_all
 
 
 def row(setting, count, seeds, label, stats):
@@ -74,17 +74,17 @@ def main(args):
         setting, _, joined = arg.partition("=")
         folders = joined.split(",")
         studies = [genesis_and_scratch(folder) for folder in folders]
-        if against is not None:
-            folders, studies = folders + [against_folder], studies + [against]   # checked with the others, then set apart
-        missing = [folder for folder, (_, _, count) in zip(folders, studies) if count is None]
+        # every check below covers the --against study too; only the rows are the setting's own folders
+        checked = list(zip(folders, studies)) + ([(against_folder, against)] if against is not None else [])
+        missing = [folder for folder, (_, _, count) in checked if count is None]
         if missing:
             print("| %s | | | none yet (no study.json in %s) | | | | |" % (setting, missing[0]))
             continue
-        counts = {count for _, _, count in studies}
+        counts = {count for _, (_, _, count) in checked}
         if len(counts) != 1:
             sys.exit("%s: the folders hold other counts (%s)" % (setting, sorted(counts)))
         count = counts.pop()
-        seeds = sorted(set.intersection(*(set(g) & set(s) for g, s, _ in studies)))
+        seeds = seeds_in_all(study for _, study in checked)
         if chosen is not None:
             if set(chosen) - set(seeds):
                 sys.exit("%s: seeds %s are not in every folder" % (setting, sorted(set(chosen) - set(seeds))))
@@ -92,13 +92,10 @@ def main(args):
         if len(seeds) < 2:
             print("| %s | %s | | fewer than 2 fine-tuning seeds in every folder | | | | |" % (setting, count))
             continue
-        for folder, (_, other, _) in zip(folders[1:], studies[1:]):
+        for folder, (_, other, _) in checked[1:]:
             check_shared_scratch(studies[0][1], other, seeds, "%s: %s" % (setting, folder))
-        if against is not None:
-            folders, studies = folders[:-1], studies[:-1]
-            baseline = {s: against[0][s]["mean_dice"] for s in seeds}
-        else:
-            baseline = {s: studies[0][1][s]["mean_dice"] for s in seeds}
+        baseline_arm = against[0] if against is not None else studies[0][1]
+        baseline = {s: baseline_arm[s]["mean_dice"] for s in seeds}
         means = []
         for folder, (genesis, _, _) in zip(folders, studies):
             stats = paired_over_seeds(baseline, {s: genesis[s]["mean_dice"] for s in seeds})

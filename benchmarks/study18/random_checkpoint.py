@@ -27,7 +27,7 @@ import sys
 
 import torch
 
-from nnunet_genesis.checkpoints.files import read_checkpoint_file
+from nnunet_genesis.checkpoints.files import CheckpointError, read_checkpoint_file
 from nnunet_genesis.io.atomic import atomic_write
 
 NAME = "model_final_checkpoint.model"
@@ -57,13 +57,18 @@ def main(argv=None):
     target = os.path.join(args.destination, NAME)
     if os.path.exists(target):
         sys.exit("%s exists: refusing to overwrite it" % target)
-    checkpoint = read_checkpoint_file(args.source)
+    if not os.path.isfile(args.source + ".pkl"):
+        sys.exit("%s.pkl: missing (nnU-Net v1 writes it beside every .model file; the control copies it)" % args.source)
+    try:
+        checkpoint = read_checkpoint_file(args.source)
+    except (OSError, CheckpointError) as error:
+        sys.exit(str(error))
     generator = torch.Generator().manual_seed(args.seed)
     control = {key: value for key, value in checkpoint.items()
                if key not in ("optimizer_state_dict", "lr_scheduler_state_dict", "amp_grad_scaler")}
     control["state_dict"] = randomised(checkpoint["state_dict"], generator)
     os.makedirs(args.destination, exist_ok=True)
-    shutil.copyfile(args.source + ".pkl", target + ".pkl")
+    atomic_write(target + ".pkl", lambda tmp: shutil.copyfile(args.source + ".pkl", tmp))
     atomic_write(target, lambda tmp: torch.save(control, tmp))
     print("wrote %s (%d tensors redrawn at the norms of %s, seed %d)"
           % (target, len(control["state_dict"]), args.source, args.seed))

@@ -34,6 +34,12 @@ def genesis_and_scratch(folder):
     return by_arm["genesis"], by_arm["scratch"], counts[0]
 
 
+def seeds_in_all(studies):
+    """The fine-tuning seeds that every study ((genesis, scratch, count) from :func:`genesis_and_scratch`) holds
+    in both arms, sorted."""
+    return sorted(set.intersection(*(set(g) & set(s) for g, s, _ in studies)))
+
+
 def check_shared_scratch(scratch, other, seeds, where):
     """Stop unless ``other``'s scratch runs ({seed: run}) have the test Dice of ``scratch``'s, seed by seed: the
     same runs, copied by share_scratch.sh. ``where`` names ``other`` in the message."""

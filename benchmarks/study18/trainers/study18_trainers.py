@@ -138,8 +138,6 @@ class NormPreservingMix:
     the mix's change of the effective step size (about 1 / 0.77^2 = 1.7 x larger at the start)."""
 
     def load_pretrained_weights(self, fname):
-        fresh_norms = {name: parameter.detach().norm().item()
-                       for name, parameter in self.network.named_parameters() if parameter.dim() > 1}
         before = {name: parameter.detach().clone()
                   for name, parameter in self.network.named_parameters() if parameter.dim() > 1}
         result = super().load_pretrained_weights(fname)
@@ -147,7 +145,7 @@ class NormPreservingMix:
         with torch.no_grad():
             for name, parameter in self.network.named_parameters():
                 if name in before and not torch.equal(parameter, before[name]):
-                    parameter.mul_(fresh_norms[name] / parameter.norm().item())
+                    parameter.mul_(before[name].norm().item() / parameter.norm().item())
                     rescaled += 1
         self.print_to_log_file("Norm-preserving mix: %d mixed convolution weights rescaled to their fresh "
                                "initialisation's norm" % rescaled)

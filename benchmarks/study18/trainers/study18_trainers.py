@@ -155,3 +155,13 @@ class NormPreservingMix:
 class nnUNetTrainerV2_GenesisMixNorm_S18(NormPreservingMix, nnUNetTrainerV2_Genesis_S18):
     """nnUNetTrainerV2_Genesis_S18 with shrink and perturb at 0.3 and the norm-preserving rescaling."""
     genesis_pretrained_share = 0.3
+
+
+class nnUNetTrainerV2_GenesisMixNoFreeze_S18(nnUNetTrainerV2_Genesis_S18):
+    """Fine-tuning variant (a measurement, docs/measurements_study18_crn.md section 10): the default transfer
+    (shrink and perturb, 0.3 x pretrained; fixed by the class for the reason nnUNetTrainerV2_GenesisMix10_S18 gives)
+    without the frozen warm-up epoch, every parameter at nnU-Net's rate from the first iteration. At this budget
+    the one frozen epoch is 10 % of the run (1 % in the package's default), so it is the second thing, beside the
+    mix, that the transfer changes apart from what pretraining learned (section 9's control)."""
+    genesis_pretrained_share = 0.3
+    genesis_warmup_epochs = 0

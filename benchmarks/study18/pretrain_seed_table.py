@@ -1,7 +1,7 @@
 """The pretraining seed as a study factor (docs/measurements_study18_crn.md section 7): one setting's studies from
 several pretraining checkpoints of one recipe, all against the same scratch runs.
 
-    python benchmarks/study18/pretrain_seed_table.py [--seeds=5,6,7,8,9] [--against=CONTROL_STUDY] \
+    python benchmarks/study18/pretrain_seed_table.py [--seeds=5,6,7,8,9] [--against=CONTROL_STUDY[,...]] \
         SETTING=STUDY_P0,STUDY_P1[,...] [...]
 
 Each argument names a setting and its ``nnUNet_genesis_study`` folders, one per pretraining seed, in seed order
@@ -21,7 +21,8 @@ folder must hold: e.g. the seeds a study added later, as a replication of the fi
 instead of with scratch, seed by seed (section 9): with ``random_control.sh``'s study, whose checkpoint has the
 pretrained one's weight norms and no learned content, Δ is what the pretrained content adds; with the default
 trainer's study from the same checkpoint, what a fine-tuning variant (``variant_seeds.sh``) changes. That study must
-share the scratch runs too (checked as below), so its draws are the same.
+share the scratch runs too (checked as below), so its draws are the same. ``--against=STUDY_A,STUDY_B`` (several
+controls, e.g. two random draws): per fine-tuning seed the mean of their Genesis arms is the baseline.
 
 The scratch runs must be the same runs in every folder (``share_scratch.sh`` copies them): their test Dice is
 compared seed by seed, and a difference stops the script.
@@ -51,7 +52,7 @@ def seed_range(seeds):
 
 
 def main(args):
-    chosen, against, against_folder = None, None, None
+    chosen, against = None, []     # against: [(folder, (genesis, scratch, count))] of the --against studies
     while args and args[0].startswith("--"):
         option, _, text = args.pop(0).partition("=")
         if option == "--seeds":
@@ -60,22 +61,25 @@ def main(args):
             except ValueError:
                 sys.exit("--seeds=%s: not a comma-separated list of seeds (e.g. --seeds=5,6,7,8,9)" % text)
         elif option == "--against" and text:
-            against_folder, against = text, genesis_and_scratch(text)
-            if against[2] is None:
-                sys.exit("--against=%s: no study.json there" % text)
+            against = [(folder, genesis_and_scratch(folder)) for folder in text.split(",")]
+            for folder, (_, _, count) in against:
+                if count is None:
+                    sys.exit("--against=%s: no study.json there" % folder)
         else:
             sys.exit("%s: not an option of this script (--seeds=..., --against=FOLDER)" % option)
     if not args:
         sys.exit(__doc__)
     print("| setting | labelled | fine-tuning seeds | checkpoint | Δ (Genesis − %s) | 95 %% CI of Δ "
-          "| seeds better / worse | Wilcoxon p |" % ("the --against study's Genesis" if against else "scratch"))
+          "| seeds better / worse | Wilcoxon p |" % (
+              "scratch" if not against else "the --against study's Genesis" if len(against) == 1 else
+              "the mean of the %d --against studies' Genesis" % len(against)))
     print("|---|---:|---|---|---:|---:|---:|---:|")
     for arg in args:
         setting, _, joined = arg.partition("=")
         folders = joined.split(",")
         studies = [genesis_and_scratch(folder) for folder in folders]
         # every check below covers the --against study too; only the rows are the setting's own folders
-        checked = list(zip(folders, studies)) + ([(against_folder, against)] if against is not None else [])
+        checked = list(zip(folders, studies)) + against
         missing = [folder for folder, (_, _, count) in checked if count is None]
         if missing:
             print("| %s | | | none yet (no study.json in %s) | | | | |" % (setting, missing[0]))
@@ -94,8 +98,8 @@ def main(args):
             continue
         for folder, (_, other, _) in checked[1:]:
             check_shared_scratch(studies[0][1], other, seeds, "%s: %s" % (setting, folder))
-        baseline_arm = against[0] if against is not None else studies[0][1]
-        baseline = {s: baseline_arm[s]["mean_dice"] for s in seeds}
+        baseline_arms = [genesis for _, (genesis, _, _) in against] or [studies[0][1]]
+        baseline = {s: float(np.mean([arm[s]["mean_dice"] for arm in baseline_arms])) for s in seeds}
         means = []
         for folder, (genesis, _, _) in zip(folders, studies):
             stats = paired_over_seeds(baseline, {s: genesis[s]["mean_dice"] for s in seeds})
